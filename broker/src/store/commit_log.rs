@@ -1,0 +1,706 @@
+//! The commit log: every topic's messages appended to one log of fixed-size segments.
+//!
+//! One writer appends under a mutex (records are encoded straight into the mapping); readers
+//! find the segment for an offset and read published bytes without taking that mutex. The
+//! next segment is created (preallocated and prefaulted) on a background thread so rolling
+//! does not stall the writer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::error::{IoContext, Result, StoreError};
+use super::mapped_file::{list_files, MappedFile};
+use super::record::{self, Check, DecodeError, Entry, MessageInput, Placement, BLANK_MIN};
+
+/// Largest queue id accepted (queue offsets are kept in a vector per topic).
+pub const MAX_QUEUE_ID: i32 = 1 << 16;
+
+/// Where one appended message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub physical_offset: u64,
+    pub size: u32,
+    pub queue_offset: u64,
+    pub store_timestamp: i64,
+}
+
+/// Why an append failed before anything was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Illegal(#[from] record::RecordError),
+    #[error("could not create the next commit log segment: {0}")]
+    Segment(StoreError),
+}
+
+/// Bytes of one stored record, kept alive by its segment (zero-copy into replies).
+#[derive(Clone)]
+pub struct RecordBytes {
+    seg: Arc<MappedFile>,
+    pos: u64,
+    len: usize,
+}
+
+impl AsRef<[u8]> for RecordBytes {
+    fn as_ref(&self) -> &[u8] {
+        // Constructed only for a range `read` accepted, which stays published.
+        self.seg.read(self.pos, self.len).unwrap_or(&[])
+    }
+}
+
+impl std::ops::Deref for RecordBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_ref()
+    }
+}
+
+impl RecordBytes {
+    /// Zero-copy `Bytes` over the mapping.
+    pub fn into_bytes(self) -> bytes::Bytes {
+        bytes::Bytes::from_owner(self)
+    }
+}
+
+/// What sits at an offset, for the dispatcher that walks the log.
+pub enum LogEntry {
+    Record(RecordBytes),
+    /// Segment filler: continue at the given offset.
+    Skip(u64),
+    /// Nothing published there yet.
+    End,
+}
+
+struct Writer {
+    active: Option<Arc<MappedFile>>,
+    next: Option<JoinHandle<Result<MappedFile>>>,
+    /// Next queue offset per topic and queue id.
+    queue_offsets: HashMap<Box<str>, Vec<u64>>,
+    last_store_ts: i64,
+}
+
+pub struct CommitLog {
+    dir: PathBuf,
+    segment_size: u64,
+    store_host: SocketAddr,
+    segments: RwLock<Vec<Arc<MappedFile>>>,
+    writer: Mutex<Writer>,
+    /// End of the published log.
+    max_offset: AtomicU64,
+    /// End of the durable log.
+    flushed_offset: AtomicU64,
+}
+
+/// Outcome of verifying the log on open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecovery {
+    pub end: u64,
+    /// Bytes after `end` that held something (torn record, garbage) and were zeroed.
+    pub truncated_bytes: u64,
+    /// Set when damaged data was followed by valid records and the operator allowed truncation.
+    pub dropped_after_corruption: Option<String>,
+}
+
+impl CommitLog {
+    /// Opens the log in `dir`, verifying records from `verify_from` (the checkpoint's flushed
+    /// offset) to the end, truncating a torn tail and refusing damage before valid records.
+    pub fn open(
+        dir: &Path,
+        segment_size: u64,
+        store_host: SocketAddr,
+        verify_from: u64,
+        allow_truncate: bool,
+    ) -> Result<(CommitLog, LogRecovery)> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let mut segs = Vec::new();
+        for (base, path) in list_files(dir)? {
+            if base % segment_size != 0 {
+                return Err(StoreError::Corruption {
+                    file: path,
+                    offset: 0,
+                    reason: format!("segment name is not a multiple of the segment size {segment_size}"),
+                });
+            }
+            if let Some(prev) = segs.last() {
+                let prev: &Arc<MappedFile> = prev;
+                if prev.end() != base {
+                    return Err(StoreError::Corruption {
+                        file: path,
+                        offset: 0,
+                        reason: format!("gap in the commit log: previous segment ends at {}", prev.end()),
+                    });
+                }
+            }
+            segs.push(Arc::new(MappedFile::open(&path, base, segment_size)?));
+        }
+        let recovery = recover(dir, &mut segs, verify_from, allow_truncate)?;
+        let end = recovery.end;
+        let active = segs.last().cloned();
+        let log = CommitLog {
+            dir: dir.to_path_buf(),
+            segment_size,
+            store_host,
+            segments: RwLock::new(segs),
+            writer: Mutex::new(Writer {
+                active,
+                next: None,
+                queue_offsets: HashMap::new(),
+                last_store_ts: 0,
+            }),
+            max_offset: AtomicU64::new(end),
+            flushed_offset: AtomicU64::new(end),
+        };
+        Ok((log, recovery))
+    }
+
+    pub fn store_host(&self) -> SocketAddr {
+        self.store_host
+    }
+
+    /// End of the published log (next append position, modulo a segment roll).
+    pub fn max_offset(&self) -> u64 {
+        self.max_offset.load(Ordering::Acquire)
+    }
+
+    /// First offset still stored (retention moves it).
+    pub fn min_offset(&self) -> u64 {
+        self.segments
+            .read()
+            .first()
+            .map(|s| s.base())
+            .unwrap_or_else(|| self.max_offset())
+    }
+
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed_offset.load(Ordering::Acquire)
+    }
+
+    /// Restores the per-queue offset counters (from the consume queues, after recovery).
+    pub fn set_queue_offsets(&self, table: HashMap<Box<str>, Vec<u64>>) {
+        self.writer.lock().queue_offsets = table;
+    }
+
+    /// Current next queue offset for a topic/queue (tests, admin).
+    pub fn next_queue_offset(&self, topic: &str, queue_id: i32) -> u64 {
+        let w = self.writer.lock();
+        w.queue_offsets
+            .get(topic)
+            .and_then(|v| v.get(queue_id as usize).copied())
+            .unwrap_or(0)
+    }
+
+    /// Appends `msgs` under one lock, with consecutive queue offsets per queue. Either every
+    /// message is checked and written, or (on an illegal message) none is.
+    pub fn append(
+        &self,
+        msgs: &[MessageInput<'_>],
+        body_crcs: &[i32],
+        max_body: usize,
+        max_props: usize,
+        out: &mut Vec<Appended>,
+    ) -> Result<(), AppendError> {
+        debug_assert_eq!(msgs.len(), body_crcs.len());
+        for m in msgs {
+            record::validate(m, max_body, max_props)?;
+            if m.queue_id >= MAX_QUEUE_ID {
+                return Err(AppendError::Illegal(record::RecordError::NegativeQueueId(m.queue_id)));
+            }
+        }
+        let now = now_ms();
+        let mut w = self.writer.lock();
+        let store_ts = now.max(w.last_store_ts);
+        w.last_store_ts = store_ts;
+        for (m, &crc) in msgs.iter().zip(body_crcs) {
+            let size = record::encoded_len(m, &self.store_host);
+            let seg = self.segment_with_room(&mut w, size).map_err(AppendError::Segment)?;
+            let pos = seg.wrote();
+            let physical_offset = seg.base() + pos;
+            let queue_offset = next_queue_offset(&mut w.queue_offsets, m.topic, m.queue_id);
+            let at = Placement {
+                queue_offset: queue_offset as i64,
+                physical_offset: physical_offset as i64,
+                store_timestamp: store_ts,
+                store_host: self.store_host,
+                body_crc: crc,
+            };
+            record::encode_into(seg.write_slice(pos, size), m, &at);
+            seg.publish(pos + size as u64);
+            out.push(Appended {
+                physical_offset,
+                size: size as u32,
+                queue_offset,
+                store_timestamp: store_ts,
+            });
+        }
+        if let Some(seg) = &w.active {
+            self.max_offset.store(seg.base() + seg.wrote(), Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// The active segment if `size` fits, else closes it with a filler and rolls.
+    fn segment_with_room(&self, w: &mut Writer, size: usize) -> Result<Arc<MappedFile>> {
+        if let Some(seg) = &w.active {
+            let remaining = seg.remaining();
+            if remaining >= size as u64 {
+                return Ok(seg.clone());
+            }
+            let pos = seg.wrote();
+            if remaining >= BLANK_MIN as u64 {
+                record::encode_blank(seg.write_slice(pos, remaining as usize));
+            }
+            seg.publish(seg.size());
+        }
+        let base = w.active.as_ref().map(|s| s.end()).unwrap_or(0);
+        let seg = match w.next.take().map(|h| h.join()) {
+            Some(Ok(Ok(f))) if f.base() == base => Arc::new(f),
+            Some(Ok(Err(e))) => return Err(e),
+            _ => Arc::new(MappedFile::create(&self.dir, base, self.segment_size)?),
+        };
+        self.segments.write().push(seg.clone());
+        w.active = Some(seg.clone());
+        // Prepare the one after this off the hot path.
+        let (dir, next_base, size) = (self.dir.clone(), seg.end(), self.segment_size);
+        w.next = Some(std::thread::spawn(move || {
+            let f = MappedFile::create(&dir, next_base, size)?;
+            f.warm();
+            Ok(f)
+        }));
+        let warm = seg.clone();
+        std::thread::spawn(move || warm.warm());
+        Ok(seg)
+    }
+
+    /// Segment holding `offset`.
+    pub fn segment_for(&self, offset: u64) -> Option<Arc<MappedFile>> {
+        let segs = self.segments.read();
+        let first = segs.first()?.base();
+        if offset < first {
+            return None;
+        }
+        let idx = ((offset - first) / self.segment_size) as usize;
+        segs.get(idx).cloned()
+    }
+
+    /// The record at `offset` of `size` bytes (from a consume-queue entry).
+    pub fn read(&self, offset: u64, size: u32) -> Option<RecordBytes> {
+        let seg = self.segment_for(offset)?;
+        let pos = offset - seg.base();
+        seg.read(pos, size as usize)?;
+        Some(RecordBytes {
+            seg,
+            pos,
+            len: size as usize,
+        })
+    }
+
+    /// The record starting at `offset`, found by reading its size; validated (no CRC).
+    pub fn read_at(&self, offset: u64) -> LogEntry {
+        let Some(seg) = self.segment_for(offset) else {
+            return LogEntry::End;
+        };
+        let pos = offset - seg.base();
+        let published = seg.wrote();
+        if pos >= published {
+            return if published == seg.size() {
+                LogEntry::Skip(seg.end())
+            } else {
+                LogEntry::End
+            };
+        }
+        let avail = seg.read(pos, (published - pos) as usize).unwrap_or(&[]);
+        match record::decode(
+            avail,
+            Check {
+                crc: false,
+                position: Some(offset as i64),
+            },
+        ) {
+            Ok(Entry::Record(r)) => LogEntry::Record(RecordBytes {
+                seg: seg.clone(),
+                pos,
+                len: r.total_size(),
+            }),
+            Ok(Entry::Blank) => LogEntry::Skip(seg.end()),
+            // Fewer than 8 bytes left in a full segment: implicit end of segment.
+            Err(DecodeError::Truncated { .. }) if published == seg.size() => LogEntry::Skip(seg.end()),
+            Err(_) => LogEntry::End,
+        }
+    }
+
+    /// Makes everything appended so far durable. Returns the new flushed offset.
+    pub fn flush(&self) -> std::io::Result<u64> {
+        let target = self.max_offset();
+        let flushed = self.flushed_offset();
+        if target <= flushed {
+            return Ok(flushed);
+        }
+        let pending: Vec<Arc<MappedFile>> = {
+            let segs = self.segments.read();
+            segs.iter()
+                .filter(|s| s.end() > flushed && s.flushed() < s.wrote())
+                .cloned()
+                .collect()
+        };
+        for seg in pending {
+            seg.flush()?;
+        }
+        self.flushed_offset.fetch_max(target, Ordering::AcqRel);
+        Ok(target)
+    }
+
+    /// Deletes whole segments (never the active one) for which `expired` says so, oldest first,
+    /// stopping at the first that is kept. Returns the new minimum offset.
+    pub fn delete_segments(&self, mut expired: impl FnMut(&MappedFile) -> bool) -> Result<u64> {
+        let victims: Vec<Arc<MappedFile>> = {
+            let mut segs = self.segments.write();
+            let mut n = 0;
+            while n + 1 < segs.len() && segs[n].is_full() && expired(&segs[n]) {
+                n += 1;
+            }
+            segs.drain(..n).collect()
+        };
+        for v in &victims {
+            tracing::info!(file = %v.path().display(), "retention: deleting commit log segment");
+            v.delete()?;
+        }
+        Ok(self.min_offset())
+    }
+
+    pub fn segments(&self) -> Vec<Arc<MappedFile>> {
+        self.segments.read().clone()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn next_queue_offset(table: &mut HashMap<Box<str>, Vec<u64>>, topic: &str, queue_id: i32) -> u64 {
+    let qid = queue_id as usize;
+    let v = match table.get_mut(topic) {
+        Some(v) => v,
+        None => table.entry(topic.into()).or_default(),
+    };
+    if v.len() <= qid {
+        v.resize(qid + 1, 0);
+    }
+    let o = v[qid];
+    v[qid] = o + 1;
+    o
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Verifies the log from `from`, finds its end and makes everything past it empty.
+fn recover(
+    dir: &Path,
+    segs: &mut Vec<Arc<MappedFile>>,
+    from: u64,
+    allow_truncate: bool,
+) -> Result<LogRecovery> {
+    let Some(first) = segs.first() else {
+        if from > 0 {
+            return Err(StoreError::Corruption {
+                file: dir.to_path_buf(),
+                offset: from,
+                reason: "checkpoint names a flushed offset but no commit log segment exists".into(),
+            });
+        }
+        return Ok(LogRecovery {
+            end: 0,
+            truncated_bytes: 0,
+            dropped_after_corruption: None,
+        });
+    };
+    let first_base = first.base();
+    let last_end = segs.last().map(|s| s.end()).unwrap_or(0);
+    if from > last_end {
+        return Err(StoreError::Corruption {
+            file: dir.to_path_buf(),
+            offset: from,
+            reason: format!("checkpoint offset {from} is past the end of the commit log ({last_end})"),
+        });
+    }
+    let seg_size = first.size();
+    let seg_index = |off: u64| ((off - first_base) / seg_size) as usize;
+    // Walk valid records.
+    let mut pos = from.max(first_base);
+    let mut failure: Option<DecodeError> = None;
+    loop {
+        let i = seg_index(pos);
+        let Some(seg) = segs.get(i) else { break };
+        let rel = (pos - seg.base()) as usize;
+        let buf = &seg.raw()[rel..];
+        if buf.len() < BLANK_MIN {
+            if i + 1 < segs.len() {
+                pos = seg.end();
+                continue;
+            }
+            break;
+        }
+        match record::decode(
+            buf,
+            Check {
+                crc: true,
+                position: Some(pos as i64),
+            },
+        ) {
+            Ok(Entry::Record(r)) => pos += r.total_size() as u64,
+            Ok(Entry::Blank) => pos = seg.end(),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let end = pos;
+    // Anything valid after the end means the damage is not a torn tail.
+    let mut dropped = None;
+    if let Some(later) = find_valid_record_after(segs, end) {
+        let i = seg_index(end).min(segs.len() - 1);
+        let file = segs[i].path().to_path_buf();
+        let reason = format!(
+            "record at offset {} of the log is damaged ({}) but a valid record follows at {}",
+            end,
+            failure.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+            later
+        );
+        if !allow_truncate {
+            return Err(StoreError::Corruption {
+                file,
+                offset: end - segs[i].base(),
+                reason: format!("{reason}; refusing to start (set allow_truncate_on_corruption to drop everything after it)"),
+            });
+        }
+        tracing::error!(file = %file.display(), %reason, "truncating the commit log after corruption");
+        dropped = Some(reason);
+    }
+    // Zero the tail of the end's segment and drop segments after it.
+    let mut truncated = 0u64;
+    let end_idx = if end == last_end { segs.len() - 1 } else { seg_index(end) };
+    for (i, seg) in segs.iter().enumerate() {
+        if i < end_idx {
+            seg.set_wrote(seg.size());
+        } else if i == end_idx {
+            let rel = end - seg.base();
+            let tail = &seg.raw()[rel as usize..];
+            if let Some(last) = last_nonzero(tail) {
+                let n = last + 1;
+                seg.write_slice(rel, n).fill(0);
+                seg.set_wrote(seg.size());
+                seg.flush().at(seg.path())?;
+                truncated += n as u64;
+            }
+            seg.set_wrote(rel);
+        }
+    }
+    for seg in segs.drain(end_idx + 1..) {
+        truncated += seg.raw().iter().filter(|&&b| b != 0).count() as u64;
+        tracing::warn!(file = %seg.path().display(), "removing commit log segment past the end of the log");
+        seg.delete()?;
+    }
+    if truncated > 0 {
+        tracing::warn!(end, truncated, "commit log tail truncated to the last valid record");
+    }
+    Ok(LogRecovery {
+        end,
+        truncated_bytes: truncated,
+        dropped_after_corruption: dropped,
+    })
+}
+
+/// Offset of a record after `end` that passes every check at its own position, if any.
+fn find_valid_record_after(segs: &[Arc<MappedFile>], end: u64) -> Option<u64> {
+    let magic = record::MAGIC_V1.to_be_bytes();
+    for seg in segs.iter().filter(|s| s.end() > end) {
+        let raw = seg.raw();
+        let start = end.saturating_sub(seg.base()) as usize + 1;
+        if start >= raw.len() {
+            continue;
+        }
+        for hit in memchr::memmem::find_iter(&raw[start..], &magic) {
+            let rel = start + hit;
+            if rel < 4 {
+                continue;
+            }
+            let rec_start = rel - 4;
+            let abs = seg.base() + rec_start as u64;
+            if abs <= end {
+                continue;
+            }
+            let check = Check {
+                crc: true,
+                position: Some(abs as i64),
+            };
+            if let Ok(Entry::Record(_)) = record::decode(&raw[rec_start..], check) {
+                return Some(abs);
+            }
+        }
+    }
+    None
+}
+
+fn last_nonzero(buf: &[u8]) -> Option<usize> {
+    let mut chunks = buf.rchunks(64);
+    let mut end = buf.len();
+    for c in &mut chunks {
+        let start = end - c.len();
+        if c.iter().any(|&b| b != 0) {
+            return c.iter().rposition(|&b| b != 0).map(|p| start + p);
+        }
+        end = start;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn msg<'a>(topic: &'a str, qid: i32, body: &'a [u8]) -> MessageInput<'a> {
+        MessageInput {
+            topic,
+            queue_id: qid,
+            flag: 0,
+            sysflag: 0,
+            born_timestamp: 1,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body,
+            properties: "",
+        }
+    }
+
+    fn append(log: &CommitLog, m: MessageInput<'_>) -> Appended {
+        let mut out = Vec::new();
+        log.append(&[m], &[record::body_crc(m.body)], 1 << 20, 32767, &mut out)
+            .unwrap();
+        out[0]
+    }
+
+    fn open(dir: &Path, from: u64) -> Result<(CommitLog, LogRecovery)> {
+        CommitLog::open(dir, 64 * 1024, "127.0.0.1:10911".parse().unwrap(), from, false)
+    }
+
+    #[test]
+    fn segments_roll_with_blank_filler() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), 0).unwrap();
+        let body = vec![7u8; 1000];
+        let mut all = Vec::new();
+        for i in 0..200 {
+            let a = append(&log, msg("T", i % 3, &body));
+            all.push(a);
+        }
+        assert!(log.segments().len() >= 3, "rolled into several segments");
+        // Queue offsets are consecutive per queue.
+        for q in 0..3 {
+            let offs: Vec<u64> = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i as i32 % 3 == q)
+                .map(|(_, a)| a.queue_offset)
+                .collect();
+            assert_eq!(offs, (0..offs.len() as u64).collect::<Vec<_>>());
+        }
+        // No record spans a segment boundary, and every record reads back.
+        for a in &all {
+            assert_eq!(a.physical_offset / 65536, (a.physical_offset + a.size as u64 - 1) / 65536);
+            let r = log.read(a.physical_offset, a.size).unwrap();
+            let Ok(Entry::Record(v)) = record::decode(&r, Check { crc: true, position: Some(a.physical_offset as i64) }) else {
+                panic!("bad record")
+            };
+            assert_eq!(v.body(), &body[..]);
+        }
+        // Walking the log visits every record in order.
+        let mut pos = 0;
+        let mut seen = 0;
+        loop {
+            match log.read_at(pos) {
+                LogEntry::Record(r) => {
+                    assert_eq!(pos, all[seen].physical_offset);
+                    pos += r.len() as u64;
+                    seen += 1;
+                }
+                LogEntry::Skip(next) => pos = next,
+                LogEntry::End => break,
+            }
+        }
+        assert_eq!(seen, all.len());
+        log.flush().unwrap();
+        let end = log.max_offset();
+        drop(log);
+        let (log, rec) = open(dir.path(), 0).unwrap();
+        assert_eq!(rec.end, end);
+        assert_eq!(rec.truncated_bytes, 0);
+        assert_eq!(log.max_offset(), end);
+    }
+
+    #[test]
+    fn illegal_message_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), 0).unwrap();
+        let big = vec![0u8; 2000];
+        let mut out = Vec::new();
+        let ok = msg("T", 0, b"x");
+        let bad = msg("T", 0, &big);
+        let r = log.append(&[ok, bad], &[0, 0], 1000, 100, &mut out);
+        assert!(matches!(r, Err(AppendError::Illegal(_))));
+        assert!(out.is_empty());
+        assert_eq!(log.max_offset(), 0);
+    }
+
+    #[test]
+    fn damage_before_valid_records_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), 0).unwrap();
+        let mut recs = Vec::new();
+        for _ in 0..10 {
+            recs.push(append(&log, msg("T", 0, b"0123456789")));
+        }
+        let victim = recs[4];
+        drop(log);
+        // Flip a body byte of record 4.
+        let path = dir.path().join(super::super::mapped_file::file_name(0));
+        let mut data = std::fs::read(&path).unwrap();
+        data[victim.physical_offset as usize + 90] ^= 0xFF;
+        std::fs::write(&path, &data).unwrap();
+        match open(dir.path(), 0) {
+            Err(StoreError::Corruption { file, offset, .. }) => {
+                assert_eq!(file, path);
+                assert_eq!(offset, victim.physical_offset);
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok((_, r)) => panic!("opened a damaged log: {r:?}"),
+        }
+        // The operator override truncates at the damage.
+        let (log, rec) =
+            CommitLog::open(dir.path(), 64 * 1024, "127.0.0.1:1".parse().unwrap(), 0, true).unwrap();
+        assert_eq!(rec.end, victim.physical_offset);
+        assert!(rec.dropped_after_corruption.is_some());
+        assert_eq!(log.max_offset(), victim.physical_offset);
+    }
+
+    #[test]
+    fn last_nonzero_finds_the_end() {
+        let mut v = vec![0u8; 1000];
+        assert_eq!(last_nonzero(&v), None);
+        v[0] = 1;
+        assert_eq!(last_nonzero(&v), Some(0));
+        v[777] = 1;
+        assert_eq!(last_nonzero(&v), Some(777));
+    }
+}
