@@ -124,7 +124,9 @@ impl CommitLog {
                 return Err(StoreError::Corruption {
                     file: path,
                     offset: 0,
-                    reason: format!("segment name is not a multiple of the segment size {segment_size}"),
+                    reason: format!(
+                        "segment name is not a multiple of the segment size {segment_size}"
+                    ),
                 });
             }
             if let Some(prev) = segs.last() {
@@ -133,7 +135,10 @@ impl CommitLog {
                     return Err(StoreError::Corruption {
                         file: path,
                         offset: 0,
-                        reason: format!("gap in the commit log: previous segment ends at {}", prev.end()),
+                        reason: format!(
+                            "gap in the commit log: previous segment ends at {}",
+                            prev.end()
+                        ),
                     });
                 }
             }
@@ -209,7 +214,9 @@ impl CommitLog {
         for m in msgs {
             record::validate(m, max_body, max_props)?;
             if m.queue_id >= MAX_QUEUE_ID {
-                return Err(AppendError::Illegal(record::RecordError::NegativeQueueId(m.queue_id)));
+                return Err(AppendError::Illegal(record::RecordError::NegativeQueueId(
+                    m.queue_id,
+                )));
             }
         }
         let now = now_ms();
@@ -218,7 +225,9 @@ impl CommitLog {
         w.last_store_ts = store_ts;
         for (m, &crc) in msgs.iter().zip(body_crcs) {
             let size = record::encoded_len(m, &self.store_host);
-            let seg = self.segment_with_room(&mut w, size).map_err(AppendError::Segment)?;
+            let seg = self
+                .segment_with_room(&mut w, size)
+                .map_err(AppendError::Segment)?;
             let pos = seg.wrote();
             let physical_offset = seg.base() + pos;
             let queue_offset = next_queue_offset(&mut w.queue_offsets, m.topic, m.queue_id);
@@ -239,7 +248,8 @@ impl CommitLog {
             });
         }
         if let Some(seg) = &w.active {
-            self.max_offset.store(seg.base() + seg.wrote(), Ordering::Release);
+            self.max_offset
+                .store(seg.base() + seg.wrote(), Ordering::Release);
         }
         Ok(())
     }
@@ -329,7 +339,9 @@ impl CommitLog {
             }),
             Ok(Entry::Blank) => LogEntry::Skip(seg.end()),
             // Fewer than 8 bytes left in a full segment: implicit end of segment.
-            Err(DecodeError::Truncated { .. }) if published == seg.size() => LogEntry::Skip(seg.end()),
+            Err(DecodeError::Truncated { .. }) if published == seg.size() => {
+                LogEntry::Skip(seg.end())
+            }
             Err(_) => LogEntry::End,
         }
     }
@@ -430,7 +442,9 @@ fn recover(
         return Err(StoreError::Corruption {
             file: dir.to_path_buf(),
             offset: from,
-            reason: format!("checkpoint offset {from} is past the end of the commit log ({last_end})"),
+            reason: format!(
+                "checkpoint offset {from} is past the end of the commit log ({last_end})"
+            ),
         });
     }
     let seg_size = first.size();
@@ -489,7 +503,11 @@ fn recover(
     }
     // Zero the tail of the end's segment and drop segments after it.
     let mut truncated = 0u64;
-    let end_idx = if end == last_end { segs.len() - 1 } else { seg_index(end) };
+    let end_idx = if end == last_end {
+        segs.len() - 1
+    } else {
+        seg_index(end)
+    };
     for (i, seg) in segs.iter().enumerate() {
         if i < end_idx {
             seg.set_wrote(seg.size());
@@ -512,7 +530,11 @@ fn recover(
         seg.delete()?;
     }
     if truncated > 0 {
-        tracing::warn!(end, truncated, "commit log tail truncated to the last valid record");
+        tracing::warn!(
+            end,
+            truncated,
+            "commit log tail truncated to the last valid record"
+        );
     }
     Ok(LogRecovery {
         end,
@@ -592,7 +614,13 @@ mod tests {
     }
 
     fn open(dir: &Path, from: u64) -> Result<(CommitLog, LogRecovery)> {
-        CommitLog::open(dir, 64 * 1024, "127.0.0.1:10911".parse().unwrap(), from, false)
+        CommitLog::open(
+            dir,
+            64 * 1024,
+            "127.0.0.1:10911".parse().unwrap(),
+            from,
+            false,
+        )
     }
 
     #[test]
@@ -618,9 +646,18 @@ mod tests {
         }
         // No record spans a segment boundary, and every record reads back.
         for a in &all {
-            assert_eq!(a.physical_offset / 65536, (a.physical_offset + a.size as u64 - 1) / 65536);
+            assert_eq!(
+                a.physical_offset / 65536,
+                (a.physical_offset + a.size as u64 - 1) / 65536
+            );
             let r = log.read(a.physical_offset, a.size).unwrap();
-            let Ok(Entry::Record(v)) = record::decode(&r, Check { crc: true, position: Some(a.physical_offset as i64) }) else {
+            let Ok(Entry::Record(v)) = record::decode(
+                &r,
+                Check {
+                    crc: true,
+                    position: Some(a.physical_offset as i64),
+                },
+            ) else {
                 panic!("bad record")
             };
             assert_eq!(v.body(), &body[..]);
@@ -687,8 +724,14 @@ mod tests {
             Ok((_, r)) => panic!("opened a damaged log: {r:?}"),
         }
         // The operator override truncates at the damage.
-        let (log, rec) =
-            CommitLog::open(dir.path(), 64 * 1024, "127.0.0.1:1".parse().unwrap(), 0, true).unwrap();
+        let (log, rec) = CommitLog::open(
+            dir.path(),
+            64 * 1024,
+            "127.0.0.1:1".parse().unwrap(),
+            0,
+            true,
+        )
+        .unwrap();
         assert_eq!(rec.end, victim.physical_offset);
         assert!(rec.dropped_after_corruption.is_some());
         assert_eq!(log.max_offset(), victim.physical_offset);

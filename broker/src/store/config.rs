@@ -126,7 +126,7 @@ impl StoreConfig {
         if !(0.0..=1.0).contains(&self.disk_max_used_ratio) {
             return err("disk_max_used_ratio must be within 0..=1".into());
         }
-        if !(self.file_reserved_hours > 0.0) {
+        if self.file_reserved_hours.is_nan() || self.file_reserved_hours <= 0.0 {
             return err("file_reserved_hours must be positive".into());
         }
         if self.flush_interval_ms == 0 || self.checkpoint_interval_ms == 0 {

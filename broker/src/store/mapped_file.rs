@@ -169,7 +169,10 @@ impl MappedFile {
     /// If the range is outside the file: callers check `remaining()` first.
     #[allow(clippy::mut_from_ref)]
     pub fn write_slice(&self, pos: u64, len: usize) -> &mut [u8] {
-        assert!(pos + len as u64 <= self.size, "write outside the mapped file");
+        assert!(
+            pos + len as u64 <= self.size,
+            "write outside the mapped file"
+        );
         // SAFETY: the mapping is `size` bytes and lives as long as `self`; the range is in
         // bounds (asserted). Exclusive access: the single writer owns the unpublished region
         // beyond `wrote`, readers only read below `wrote` (Acquire/Release on `wrote`).
@@ -209,6 +212,11 @@ impl MappedFile {
             self.flushed.fetch_max(target, Ordering::AcqRel);
         }
         Ok(target)
+    }
+
+    /// `fdatasync` regardless of the write position (files written at random places).
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
     }
 
     /// Marks the file deleted and unlinks it. Readers holding an `Arc` keep a valid mapping.

@@ -105,7 +105,14 @@ fn is_v6(addr: &SocketAddr) -> bool {
 
 /// Size of the encoded record for `msg` with the given store host.
 pub fn encoded_len(msg: &MessageInput<'_>, store_host: &SocketAddr) -> usize {
-    4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8
+    4 + 4
+        + 4
+        + 4
+        + 4
+        + 8
+        + 8
+        + 4
+        + 8
         + host_len(&msg.born_host)
         + 8
         + host_len(store_host)
@@ -120,7 +127,11 @@ pub fn encoded_len(msg: &MessageInput<'_>, store_host: &SocketAddr) -> usize {
 }
 
 /// Checks the message against the format's and the configuration's limits.
-pub fn validate(msg: &MessageInput<'_>, max_body: usize, max_props: usize) -> Result<(), RecordError> {
+pub fn validate(
+    msg: &MessageInput<'_>,
+    max_body: usize,
+    max_props: usize,
+) -> Result<(), RecordError> {
     if msg.topic.is_empty() {
         return Err(RecordError::EmptyTopic);
     }
@@ -327,8 +338,16 @@ pub fn decode(buf: &[u8], check: Check) -> Result<Entry<'_>, DecodeError> {
     }
     let b = &buf[..total];
     let sysflag = be_i32(b, OFF_SYSFLAG);
-    let born_len = if sysflag & SYSFLAG_BORNHOST_V6 != 0 { 20 } else { 8 };
-    let store_len = if sysflag & SYSFLAG_STOREHOST_V6 != 0 { 20 } else { 8 };
+    let born_len = if sysflag & SYSFLAG_BORNHOST_V6 != 0 {
+        20
+    } else {
+        8
+    };
+    let store_len = if sysflag & SYSFLAG_STOREHOST_V6 != 0 {
+        20
+    } else {
+        8
+    };
     let store_ts_off = OFF_BORN_HOST + born_len;
     let reconsume_off = store_ts_off + 8 + store_len;
     let body_len_off = reconsume_off + 4 + 8;
@@ -448,7 +467,11 @@ impl<'a> RecordView<'a> {
         be_i64(self.bytes, OFF_BORN_TS)
     }
     pub fn born_host(&self) -> SocketAddr {
-        read_host(self.bytes, OFF_BORN_HOST, self.sysflag() & SYSFLAG_BORNHOST_V6 != 0)
+        read_host(
+            self.bytes,
+            OFF_BORN_HOST,
+            self.sysflag() & SYSFLAG_BORNHOST_V6 != 0,
+        )
     }
     pub fn store_timestamp(&self) -> i64 {
         be_i64(self.bytes, self.store_ts_off)
@@ -622,7 +645,10 @@ mod tests {
         let body = b"payload";
         let mut bytes = encode(&sample(body, ""), &place(body));
         bytes[90] ^= 0x40;
-        assert!(matches!(decode(&bytes, CHECK), Err(DecodeError::Crc { .. })));
+        assert!(matches!(
+            decode(&bytes, CHECK),
+            Err(DecodeError::Crc { .. })
+        ));
     }
 
     #[test]
@@ -645,7 +671,10 @@ mod tests {
         let props = "UNIQ_KEY\u{1}ABCDEF\u{2}TAGS\u{1}t\u{2}";
         let bytes = encode(&sample(&body, props), &place(&body));
         for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut], CHECK).is_err(), "cut at {cut} accepted");
+            assert!(
+                decode(&bytes[..cut], CHECK).is_err(),
+                "cut at {cut} accepted"
+            );
             // A torn write: the prefix is there, the rest is zeros (preallocated file).
             let mut torn = bytes[..cut].to_vec();
             torn.resize(bytes.len() + 64, 0);
@@ -690,7 +719,10 @@ mod tests {
         ));
         m.properties = "";
         m.queue_id = -1;
-        assert_eq!(validate(&m, 100, 100), Err(RecordError::NegativeQueueId(-1)));
+        assert_eq!(
+            validate(&m, 100, 100),
+            Err(RecordError::NegativeQueueId(-1))
+        );
     }
 
     #[test]

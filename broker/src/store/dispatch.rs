@@ -1,0 +1,228 @@
+//! The dispatch loop: follows the commit log and builds what reads need from each record (its
+//! consume-queue entry and its index keys), then tells listeners which queues grew, which is
+//! how held long-polling pulls wake up.
+//!
+//! Consume-queue entries are placed by the queue offset stored in the record, so dispatching a
+//! record twice (re-dispatch after a crash) is a no-op: recovery restarts dispatch from the
+//! checkpoint's durable point without creating duplicates.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use tokio::sync::watch;
+
+use super::commit_log::{CommitLog, LogEntry};
+use super::consume_queue::CqEntry;
+use super::index::IndexService;
+use super::queues::ConsumeQueues;
+use super::record::{self, Check, Entry};
+
+/// Told when a consume queue has new entries (the long-polling hook).
+pub trait ArrivalListener: Send + Sync {
+    fn on_arrival(&self, topic: &str, queue_id: i32, max_offset: u64);
+}
+
+/// A wake-up signal from the appender to the dispatcher.
+#[derive(Default)]
+pub struct Signal {
+    state: Mutex<(bool, bool)>, // (pending, shutdown)
+    cv: Condvar,
+}
+
+impl Signal {
+    pub fn notify(&self) {
+        let mut s = self.state.lock();
+        if !s.0 {
+            s.0 = true;
+            self.cv.notify_all();
+        }
+    }
+    pub fn shutdown(&self) {
+        self.state.lock().1 = true;
+        self.cv.notify_all();
+    }
+    /// Waits for a notification or the timeout; returns false on shutdown.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut s = self.state.lock();
+        if !s.0 && !s.1 {
+            self.cv.wait_for(&mut s, timeout);
+        }
+        s.0 = false;
+        !s.1
+    }
+}
+
+pub struct Dispatcher {
+    log: Arc<CommitLog>,
+    queues: Arc<ConsumeQueues>,
+    index: Arc<IndexService>,
+    listener: RwLock<Option<Arc<dyn ArrivalListener>>>,
+    /// Every record below this offset is dispatched (in the page cache).
+    next: AtomicU64,
+    /// Every record below this offset has durable consume-queue and index entries.
+    durable: AtomicU64,
+    progress: watch::Sender<u64>,
+    pub signal: Signal,
+}
+
+impl Dispatcher {
+    pub fn new(
+        log: Arc<CommitLog>,
+        queues: Arc<ConsumeQueues>,
+        index: Arc<IndexService>,
+        from: u64,
+    ) -> Self {
+        Dispatcher {
+            log,
+            queues,
+            index,
+            listener: RwLock::new(None),
+            next: AtomicU64::new(from),
+            durable: AtomicU64::new(from),
+            progress: watch::channel(from).0,
+            signal: Signal::default(),
+        }
+    }
+
+    pub fn set_listener(&self, l: Arc<dyn ArrivalListener>) {
+        *self.listener.write() = Some(l);
+    }
+
+    pub fn dispatched(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Waits until every record below `offset` is dispatched or `timeout` passes.
+    pub async fn wait_dispatched(&self, offset: u64, timeout: Duration) -> bool {
+        let mut rx = self.progress.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|&d| d >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        reached
+    }
+
+    /// Dispatches everything published so far. Returns the number of records dispatched.
+    pub fn dispatch_available(&self) -> usize {
+        let mut pos = self.dispatched();
+        let mut n = 0;
+        let mut touched: Vec<(Arc<str>, i32, u64)> = Vec::new();
+        loop {
+            match self.log.read_at(pos) {
+                LogEntry::Record(bytes) => {
+                    let len = bytes.len() as u64;
+                    if let Some(t) = self.dispatch_one(pos, &bytes) {
+                        match touched.iter_mut().find(|x| x.1 == t.1 && *x.0 == *t.0) {
+                            Some(x) => x.2 = x.2.max(t.2),
+                            None => touched.push(t),
+                        }
+                    }
+                    pos += len;
+                    n += 1;
+                    // Publish progress in chunks so readers see long batches early.
+                    if n % 4096 == 0 {
+                        self.publish(pos, &mut touched);
+                    }
+                }
+                LogEntry::Skip(next) => pos = next,
+                LogEntry::End => break,
+            }
+        }
+        self.publish(pos, &mut touched);
+        n
+    }
+
+    fn publish(&self, pos: u64, touched: &mut Vec<(Arc<str>, i32, u64)>) {
+        self.next.store(pos, Ordering::Release);
+        self.progress.send_if_modified(|p| {
+            let changed = *p != pos;
+            *p = pos;
+            changed
+        });
+        if touched.is_empty() {
+            return;
+        }
+        let listener = self.listener.read().clone();
+        if let Some(l) = listener {
+            for (topic, qid, max) in touched.iter() {
+                l.on_arrival(topic, *qid, *max);
+            }
+        }
+        touched.clear();
+    }
+
+    fn dispatch_one(&self, pos: u64, bytes: &[u8]) -> Option<(Arc<str>, i32, u64)> {
+        let check = Check {
+            crc: false,
+            position: Some(pos as i64),
+        };
+        let Ok(Entry::Record(r)) = record::decode(bytes, check) else {
+            tracing::error!(offset = pos, "dispatch: unreadable record");
+            return None;
+        };
+        let props = r.properties();
+        let tag = record::property(props, "TAGS")
+            .map(record::tag_hash)
+            .unwrap_or(0);
+        let entry = CqEntry {
+            physical_offset: pos,
+            size: r.total_size() as u32,
+            tag_hash: tag,
+        };
+        let topic = r.topic();
+        let qid = r.queue_id();
+        let result = self
+            .queues
+            .get_or_create(topic, qid)
+            .and_then(|cq| cq.put(r.queue_offset() as u64, entry).map(|_| cq));
+        let touched = match result {
+            Ok(cq) => Some((cq.topic().clone(), qid, cq.max_offset())),
+            Err(e) => {
+                tracing::error!(offset = pos, topic, queue = qid, error = %e, "dispatch: consume queue write failed");
+                None
+            }
+        };
+        let keys = record::property(props, "KEYS").unwrap_or("");
+        let uniq = record::property(props, "UNIQ_KEY").unwrap_or("");
+        let all = keys.split(' ').chain(std::iter::once(uniq));
+        if let Err(e) = self
+            .index
+            .put(pos, entry.size, r.store_timestamp(), all, topic)
+        {
+            tracing::error!(offset = pos, error = %e, "dispatch: index write failed");
+        }
+        touched
+    }
+
+    /// Flushes consume queues and index, then advances the durable point.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let upto = self.dispatched();
+        self.queues.flush()?;
+        self.index.flush()?;
+        self.durable.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The loop: dispatch on every signal; flush dispatched structures every `flush_every`.
+    pub fn run(&self, flush_every: Duration) {
+        let mut last_flush = Instant::now();
+        loop {
+            let running = self.signal.wait(flush_every);
+            self.dispatch_available();
+            if !running || last_flush.elapsed() >= flush_every {
+                if let Err(e) = self.flush() {
+                    tracing::error!(error = %e, "flushing consume queues/index failed");
+                }
+                last_flush = Instant::now();
+            }
+            if !running {
+                return;
+            }
+        }
+    }
+}

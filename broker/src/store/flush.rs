@@ -1,0 +1,169 @@
+//! Flushing the commit log. `sync` mode: a flusher thread wakes on work (never on a tick),
+//! flushes everything appended so far with one `fdatasync`, and releases every put waiting at
+//! or below that offset: concurrent puts share one flush (group commit). `async` mode: the
+//! same thread flushes every `flush_interval_ms`.
+//!
+//! A flush error is not retried (after a failed fsync the kernel may have dropped the dirty
+//! pages): the store turns read-only and every waiter learns its data is not known durable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use super::commit_log::CommitLog;
+use super::config::FlushMode;
+
+/// Published after every flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushProgress {
+    pub flushed: u64,
+    pub failed: bool,
+}
+
+#[derive(Default)]
+struct Wake {
+    pending: bool,
+    shutdown: bool,
+}
+
+pub struct Flusher {
+    mode: FlushMode,
+    interval: Duration,
+    wake: Mutex<Wake>,
+    cv: Condvar,
+    progress: watch::Sender<FlushProgress>,
+    /// Fault injection: the next flush fails as if `fdatasync` returned EIO.
+    inject_failure: std::sync::atomic::AtomicBool,
+}
+
+/// What a put learns from waiting for its flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushWait {
+    Durable,
+    TimedOut,
+    Failed,
+}
+
+impl Flusher {
+    pub fn new(mode: FlushMode, interval: Duration, flushed: u64) -> Flusher {
+        Flusher {
+            mode,
+            interval,
+            wake: Mutex::new(Wake::default()),
+            cv: Condvar::new(),
+            progress: watch::channel(FlushProgress {
+                flushed,
+                failed: false,
+            })
+            .0,
+            inject_failure: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Makes the next flush fail (fault-injection for tests of the read-only path).
+    pub fn inject_failure(&self) {
+        self.inject_failure
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Tells a sync-mode flusher there is new data (called after each append).
+    pub fn request(&self) {
+        if self.mode == FlushMode::Sync {
+            let mut w = self.wake.lock();
+            if !w.pending {
+                w.pending = true;
+                self.cv.notify_one();
+            }
+        }
+    }
+
+    pub fn shutdown(&self) {
+        self.wake.lock().shutdown = true;
+        self.cv.notify_all();
+    }
+
+    pub fn progress(&self) -> FlushProgress {
+        *self.progress.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<FlushProgress> {
+        self.progress.subscribe()
+    }
+
+    /// Waits until `offset` is durable, the flush fails, or `timeout` passes.
+    pub async fn wait(&self, offset: u64, timeout: Duration) -> FlushWait {
+        let mut rx = self.progress.subscribe();
+        let fut = rx.wait_for(|p| p.failed || p.flushed >= offset);
+        let outcome = match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(p)) if p.failed && p.flushed < offset => FlushWait::Failed,
+            Ok(Ok(_)) => FlushWait::Durable,
+            Ok(Err(_)) => FlushWait::Failed,
+            Err(_) => FlushWait::TimedOut,
+        };
+        outcome
+    }
+
+    /// The flusher loop; returns on shutdown after a last flush. `on_fail` is told once.
+    pub fn run(&self, log: &CommitLog, on_fail: impl Fn(&std::io::Error)) {
+        loop {
+            let shutdown = {
+                let mut w = self.wake.lock();
+                match self.mode {
+                    FlushMode::Sync => {
+                        while !w.pending && !w.shutdown {
+                            self.cv.wait(&mut w);
+                        }
+                    }
+                    FlushMode::Async => {
+                        if !w.shutdown {
+                            self.cv.wait_for(&mut w, self.interval);
+                        }
+                    }
+                }
+                w.pending = false;
+                w.shutdown
+            };
+            if self.progress.borrow().failed {
+                return;
+            }
+            let result = if self
+                .inject_failure
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
+                Err(std::io::Error::other("injected fsync failure"))
+            } else {
+                log.flush()
+            };
+            match result {
+                Ok(flushed) => {
+                    self.progress.send_if_modified(|p| {
+                        let changed = flushed > p.flushed;
+                        p.flushed = p.flushed.max(flushed);
+                        changed
+                    });
+                }
+                Err(e) => {
+                    on_fail(&e);
+                    self.progress.send_modify(|p| p.failed = true);
+                    return;
+                }
+            }
+            if shutdown {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the flusher on its own thread.
+pub fn spawn(
+    flusher: Arc<Flusher>,
+    log: Arc<CommitLog>,
+    on_fail: impl Fn(&std::io::Error) + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("wasmq-flush".into())
+        .spawn(move || flusher.run(&log, on_fail))
+}

@@ -1,0 +1,731 @@
+//! `MessageStore`: the store's front door. Opens and recovers the store, runs its threads
+//! (flusher, dispatcher, housekeeping), and offers put / get / lookup to the broker.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use fs4::fs_std::FileExt;
+use parking_lot::{Condvar, Mutex};
+
+use super::checkpoint::{Checkpoint, CheckpointFile};
+use super::cleanup::{self, CleanupReport};
+use super::commit_log::{AppendError, CommitLog, LogEntry, LogRecovery, RecordBytes};
+use super::config::{FlushMode, StoreConfig};
+use super::consume_queue::{Boundary, ConsumeQueue, CqEntry};
+use super::dispatch::{ArrivalListener, Dispatcher};
+use super::error::{IoContext, Result, StoreError};
+use super::flush::{self, FlushWait, Flusher};
+use super::index::IndexService;
+use super::mapped_file::sync_dir;
+use super::put_status::{PutResult, PutStatus};
+use super::queues::ConsumeQueues;
+use super::record::{self, Check, Entry, MessageInput, RecordView};
+
+/// Decides which consume-queue entries a read returns.
+pub trait MessageFilter {
+    /// Cheap test on the entry's tag hash, before the record is read.
+    fn by_tag_hash(&self, _tag_hash: i64) -> bool {
+        true
+    }
+    /// Exact test on the record.
+    fn by_record(&self, _record: &RecordView<'_>) -> bool {
+        true
+    }
+}
+
+/// Accepts every message.
+pub struct AcceptAll;
+impl MessageFilter for AcceptAll {}
+
+/// Outcome of a read from a queue (RocketMQ's `GetMessageStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    Found,
+    /// Entries were scanned but none matched the filter.
+    NoMatchedMessage,
+    NoMessageInQueue,
+    /// The queue does not exist.
+    NoMatchedLogicQueue,
+    OffsetTooSmall,
+    OffsetOverflowOne,
+    OffsetOverflowBadly,
+    /// Entries point into deleted log segments.
+    OffsetFoundNull,
+}
+
+pub struct FoundMessage {
+    pub queue_offset: u64,
+    pub bytes: RecordBytes,
+}
+
+pub struct GetResult {
+    pub status: GetStatus,
+    pub messages: Vec<FoundMessage>,
+    /// Where the next read should start.
+    pub next_offset: u64,
+    pub min_offset: u64,
+    pub max_offset: u64,
+}
+
+/// How many entries one read scans at most when the filter rejects them.
+const MAX_SCAN: usize = 16_000;
+
+struct Threads {
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// Wakes the housekeeping thread early (shutdown).
+#[derive(Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    cv: Condvar,
+}
+
+struct Inner {
+    config: StoreConfig,
+    log: Arc<CommitLog>,
+    queues: Arc<ConsumeQueues>,
+    index: Arc<IndexService>,
+    dispatcher: Arc<Dispatcher>,
+    flusher: Arc<Flusher>,
+    checkpoint: CheckpointFile,
+    read_only: OnceLock<String>,
+    disk_full: AtomicBool,
+    closed: AtomicBool,
+    stop: Stop,
+    #[allow(dead_code)]
+    lock: File,
+}
+
+pub struct MessageStore {
+    inner: Arc<Inner>,
+    threads: Mutex<Option<Threads>>,
+    recovery: RecoveryReport,
+}
+
+/// What `open` found and did.
+#[derive(Debug, Clone)]
+pub struct RecoveryReport {
+    /// The abort marker was present: the previous run did not shut down cleanly.
+    pub crashed: bool,
+    pub checkpoint: Checkpoint,
+    pub log: LogRecovery,
+    /// Records re-dispatched into consume queues and the index.
+    pub redispatched: usize,
+}
+
+impl MessageStore {
+    /// Opens (creating if needed) and recovers the store, then starts its threads.
+    pub fn open(config: StoreConfig, store_host: SocketAddr) -> Result<MessageStore> {
+        config.validate()?;
+        let dir = config.dir.clone();
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let lock_path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        if !lock.try_lock_exclusive().at(&lock_path)? {
+            return Err(StoreError::Locked(dir));
+        }
+        let abort = dir.join("abort");
+        let crashed = abort.exists();
+        let checkpoint = CheckpointFile::new(&dir);
+        let cp = checkpoint.load()?;
+        let (log, log_rec) = CommitLog::open(
+            &dir.join("commitlog"),
+            config.commit_log_segment_size,
+            store_host,
+            cp.log_flushed,
+            config.allow_truncate_on_corruption,
+        )?;
+        let log = Arc::new(log);
+        let (min, end) = (log.min_offset(), log.max_offset());
+        let queues = Arc::new(ConsumeQueues::open(
+            &dir.join("consumequeue"),
+            config.consume_queue_entries_per_file,
+            min,
+            end,
+        )?);
+        let index = Arc::new(IndexService::open(
+            &dir.join("index"),
+            config.index_slots,
+            config.index_entries,
+            end,
+        )?);
+        let from = cp.dispatched.clamp(min, end);
+        let dispatcher = Arc::new(Dispatcher::new(
+            log.clone(),
+            queues.clone(),
+            index.clone(),
+            from,
+        ));
+        let redispatched = dispatcher.dispatch_available();
+        dispatcher.flush().at(&dir)?;
+        log.set_queue_offsets(queues.offset_table());
+        let flusher = Arc::new(Flusher::new(
+            config.flush_mode,
+            Duration::from_millis(config.flush_interval_ms),
+            end,
+        ));
+        checkpoint.store(&Checkpoint {
+            log_flushed: end,
+            dispatched: dispatcher.durable(),
+        })?;
+        File::create(&abort).at(&abort)?;
+        sync_dir(&dir)?;
+        let recovery = RecoveryReport {
+            crashed,
+            checkpoint: cp,
+            log: log_rec,
+            redispatched,
+        };
+        tracing::info!(dir = %dir.display(), crashed, log_end = end, redispatched,
+            truncated = recovery.log.truncated_bytes, "store opened");
+        let inner = Arc::new(Inner {
+            config,
+            log,
+            queues,
+            index,
+            dispatcher,
+            flusher,
+            checkpoint,
+            read_only: OnceLock::new(),
+            disk_full: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            stop: Stop::default(),
+            lock,
+        });
+        inner.check_disk();
+        let threads = Self::start_threads(&inner).at(&dir)?;
+        Ok(MessageStore {
+            inner,
+            threads: Mutex::new(Some(threads)),
+            recovery,
+        })
+    }
+
+    fn start_threads(inner: &Arc<Inner>) -> std::io::Result<Threads> {
+        let mut handles = Vec::new();
+        let i = inner.clone();
+        handles.push(flush::spawn(inner.flusher.clone(), inner.log.clone(), move |e| {
+            let reason = format!("commit log flush failed ({e}); refusing writes");
+            tracing::error!(error = %e, "FLUSH FAILED: the store is now read-only; data not yet flushed may be lost");
+            let _ = i.read_only.set(reason);
+        })?);
+        let d = inner.dispatcher.clone();
+        let every = Duration::from_millis(inner.config.flush_interval_ms.min(1000));
+        handles.push(
+            std::thread::Builder::new()
+                .name("wasmq-dispatch".into())
+                .spawn(move || d.run(every))?,
+        );
+        let i = inner.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name("wasmq-housekeeping".into())
+                .spawn(move || i.housekeeping())?,
+        );
+        Ok(Threads { handles })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Appends `msgs` (one lock for the batch) and, in sync mode, waits for their flush.
+    pub async fn put(&self, msgs: &[MessageInput<'_>]) -> PutResult {
+        let appended = match self.append(msgs) {
+            Ok(a) => a,
+            Err(status) => {
+                return PutResult {
+                    status,
+                    appended: Vec::new(),
+                }
+            }
+        };
+        let status = match self.inner.config.flush_mode {
+            FlushMode::Async => PutStatus::Ok,
+            FlushMode::Sync => {
+                let end = appended
+                    .last()
+                    .map(|a| a.physical_offset + a.size as u64)
+                    .unwrap_or(0);
+                match self
+                    .inner
+                    .flusher
+                    .wait(end, self.inner.config.sync_flush_timeout())
+                    .await
+                {
+                    FlushWait::Durable => PutStatus::Ok,
+                    FlushWait::TimedOut | FlushWait::Failed => PutStatus::FlushDiskTimeout,
+                }
+            }
+        };
+        PutResult { status, appended }
+    }
+
+    /// The append half of a put: writes the records and wakes flusher and dispatcher, without
+    /// waiting for durability.
+    pub fn append(
+        &self,
+        msgs: &[MessageInput<'_>],
+    ) -> std::result::Result<Vec<super::commit_log::Appended>, PutStatus> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(PutStatus::ServiceUnavailable("store is shut down".into()));
+        }
+        if let Some(reason) = inner.read_only.get() {
+            return Err(PutStatus::ServiceUnavailable(reason.clone()));
+        }
+        if inner.disk_full.load(Ordering::Acquire) {
+            return Err(PutStatus::DiskFull);
+        }
+        let crcs: Vec<i32> = msgs.iter().map(|m| record::body_crc(m.body)).collect();
+        let mut appended = Vec::with_capacity(msgs.len());
+        let c = &inner.config;
+        match inner.log.append(
+            msgs,
+            &crcs,
+            c.max_message_size,
+            c.max_properties_size,
+            &mut appended,
+        ) {
+            Ok(()) => {}
+            Err(AppendError::Illegal(e)) => return Err(PutStatus::MessageIllegal(e.to_string())),
+            Err(AppendError::Segment(e)) => {
+                tracing::error!(error = %e, "cannot create commit log segment");
+                let full = matches!(&e, StoreError::Io { source, .. } if source.raw_os_error() == Some(28));
+                return Err(if full {
+                    PutStatus::DiskFull
+                } else {
+                    PutStatus::ServiceUnavailable(e.to_string())
+                });
+            }
+        }
+        inner.flusher.request();
+        inner.dispatcher.signal.notify();
+        Ok(appended)
+    }
+
+    /// Reads up to `max_msgs` / `max_bytes` of matching messages from a queue.
+    pub fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        max_msgs: usize,
+        max_bytes: usize,
+        filter: &dyn MessageFilter,
+    ) -> GetResult {
+        let Some(cq) = self.inner.queues.get(topic, queue_id) else {
+            return GetResult {
+                status: GetStatus::NoMatchedLogicQueue,
+                messages: Vec::new(),
+                next_offset: 0,
+                min_offset: 0,
+                max_offset: 0,
+            };
+        };
+        let (min, max) = (cq.min_offset(), cq.max_offset());
+        let mut res = GetResult {
+            status: GetStatus::NoMessageInQueue,
+            messages: Vec::new(),
+            next_offset: offset,
+            min_offset: min,
+            max_offset: max,
+        };
+        if max == 0 {
+            res.next_offset = 0;
+            return res;
+        }
+        if offset < min {
+            res.status = GetStatus::OffsetTooSmall;
+            res.next_offset = min;
+            return res;
+        }
+        if offset == max {
+            res.status = GetStatus::OffsetOverflowOne;
+            return res;
+        }
+        if offset > max {
+            res.status = GetStatus::OffsetOverflowBadly;
+            res.next_offset = if min == 0 { min } else { max };
+            return res;
+        }
+        let log = &self.inner.log;
+        let log_min = log.min_offset();
+        let (mut bytes, mut scanned, mut next, mut found_null) = (0usize, 0usize, offset, false);
+        let max_msgs = max_msgs.max(1);
+        cq.scan(offset, |off, e: CqEntry| {
+            if res.messages.len() >= max_msgs || scanned >= MAX_SCAN {
+                return false;
+            }
+            if !res.messages.is_empty() && bytes + e.size as usize > max_bytes {
+                return false;
+            }
+            scanned += 1;
+            if !filter.by_tag_hash(e.tag_hash) {
+                next = off + 1;
+                return true;
+            }
+            let Some(rec) = log.read(e.physical_offset, e.size) else {
+                if e.physical_offset < log_min {
+                    found_null = true;
+                    next = off + 1;
+                    return true;
+                }
+                return false; // not published yet
+            };
+            let check = Check {
+                crc: false,
+                position: Some(e.physical_offset as i64),
+            };
+            let accepted = match record::decode(&rec, check) {
+                Ok(Entry::Record(v)) => filter.by_record(&v),
+                _ => {
+                    tracing::error!(
+                        topic,
+                        queue_id,
+                        offset = off,
+                        "consume queue entry points at no record"
+                    );
+                    false
+                }
+            };
+            next = off + 1;
+            if accepted {
+                bytes += rec.len();
+                res.messages.push(FoundMessage {
+                    queue_offset: off,
+                    bytes: rec,
+                });
+            }
+            true
+        });
+        res.next_offset = next;
+        res.status = if !res.messages.is_empty() {
+            GetStatus::Found
+        } else if found_null {
+            GetStatus::OffsetFoundNull
+        } else {
+            GetStatus::NoMatchedMessage
+        };
+        res
+    }
+
+    pub fn consume_queue(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
+        self.inner.queues.get(topic, queue_id)
+    }
+
+    pub fn consume_queues(&self) -> Vec<Arc<ConsumeQueue>> {
+        self.inner.queues.all()
+    }
+
+    pub fn queue_ids(&self, topic: &str) -> Vec<i32> {
+        self.inner.queues.queue_ids(topic)
+    }
+
+    pub fn min_offset(&self, topic: &str, queue_id: i32) -> u64 {
+        self.consume_queue(topic, queue_id)
+            .map(|q| q.min_offset())
+            .unwrap_or(0)
+    }
+
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> u64 {
+        self.consume_queue(topic, queue_id)
+            .map(|q| q.max_offset())
+            .unwrap_or(0)
+    }
+
+    /// Store time of the message at `offset` of a queue.
+    pub fn store_time(&self, topic: &str, queue_id: i32, offset: u64) -> Option<i64> {
+        let e = self.consume_queue(topic, queue_id)?.get(offset)?;
+        self.entry_store_time(&e)
+    }
+
+    fn entry_store_time(&self, e: &CqEntry) -> Option<i64> {
+        let rec = self.inner.log.read(e.physical_offset, e.size)?;
+        match record::decode(
+            &rec,
+            Check {
+                crc: false,
+                position: None,
+            },
+        ) {
+            Ok(Entry::Record(v)) => Some(v.store_timestamp()),
+            _ => None,
+        }
+    }
+
+    /// Store time of the oldest message still in the queue.
+    pub fn earliest_store_time(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        let q = self.consume_queue(topic, queue_id)?;
+        self.store_time(topic, queue_id, q.min_offset())
+    }
+
+    /// Queue offset of the first (`Lower`) / last (`Upper`) message stored at/after (at/before)
+    /// `timestamp` ms.
+    pub fn search_offset(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp: i64,
+        boundary: Boundary,
+    ) -> u64 {
+        match self.consume_queue(topic, queue_id) {
+            Some(q) => q.search_by_time(timestamp, boundary, |e| self.entry_store_time(e)),
+            None => 0,
+        }
+    }
+
+    /// The record that starts at commit log `offset` (VIEW_MESSAGE_BY_ID).
+    pub fn view(&self, offset: u64) -> Option<RecordBytes> {
+        match self.inner.log.read_at(offset) {
+            LogEntry::Record(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Messages of `topic` whose `KEYS` contain `key` (or whose `UNIQ_KEY` is `key`, with
+    /// `unique`), stored within `[begin, end]` ms; newest first, at most `max`.
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin: i64,
+        end: i64,
+        unique: bool,
+    ) -> Vec<RecordBytes> {
+        let candidates =
+            self.inner
+                .index
+                .lookup(topic, key, begin, end, max.saturating_mul(4).max(32));
+        let mut out: Vec<RecordBytes> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for phys in candidates {
+            if out.len() >= max || !seen.insert(phys) {
+                continue;
+            }
+            let Some(rec) = self.view(phys) else { continue };
+            let ok = match record::decode(
+                &rec,
+                Check {
+                    crc: false,
+                    position: Some(phys as i64),
+                },
+            ) {
+                Ok(Entry::Record(v)) => {
+                    let ts = v.store_timestamp();
+                    v.topic() == topic
+                        && ts >= begin
+                        && ts <= end
+                        && if unique {
+                            v.property("UNIQ_KEY") == Some(key)
+                        } else {
+                            v.property("KEYS")
+                                .is_some_and(|ks| ks.split(' ').any(|k| k == key))
+                        }
+                }
+                _ => false,
+            };
+            if ok {
+                out.push(rec);
+            }
+        }
+        out
+    }
+
+    pub fn set_arrival_listener(&self, l: Arc<dyn ArrivalListener>) {
+        self.inner.dispatcher.set_listener(l);
+    }
+
+    /// End of the commit log (bytes appended).
+    pub fn log_max_offset(&self) -> u64 {
+        self.inner.log.max_offset()
+    }
+
+    pub fn log_min_offset(&self) -> u64 {
+        self.inner.log.min_offset()
+    }
+
+    pub fn log_segment_count(&self) -> usize {
+        self.inner.log.segments().len()
+    }
+
+    /// Everything below this commit log offset is in the consume queues.
+    pub fn dispatched_offset(&self) -> u64 {
+        self.inner.dispatcher.dispatched()
+    }
+
+    /// Waits until everything appended so far is visible to reads (tests, read-your-writes).
+    pub async fn wait_dispatched(&self, timeout: Duration) -> bool {
+        let end = self.inner.log.max_offset();
+        self.inner.dispatcher.wait_dispatched(end, timeout).await
+    }
+
+    /// Walks the commit log from its start (tools and tests): calls `f` with each record.
+    pub fn for_each_record(&self, mut f: impl FnMut(u64, &RecordView<'_>)) {
+        let mut pos = self.inner.log.min_offset();
+        loop {
+            match self.inner.log.read_at(pos) {
+                LogEntry::Record(r) => {
+                    if let Ok(Entry::Record(v)) = record::decode(
+                        &r,
+                        Check {
+                            crc: true,
+                            position: Some(pos as i64),
+                        },
+                    ) {
+                        f(pos, &v);
+                    }
+                    pos += r.len() as u64;
+                }
+                LogEntry::Skip(n) => pos = n,
+                LogEntry::End => return,
+            }
+        }
+    }
+
+    /// Runs one retention pass now (it also runs every `cleanup_interval_ms`).
+    pub fn clean_now(&self, now: SystemTime) -> Result<CleanupReport> {
+        self.inner.clean(now)
+    }
+
+    /// The store refuses writes after a flush failure; this says why.
+    pub fn read_only_reason(&self) -> Option<&str> {
+        self.inner.read_only.get().map(|s| s.as_str())
+    }
+
+    /// Flushes everything, writes the checkpoint and removes the abort marker. Idempotent.
+    pub fn shutdown(&self) -> Result<()> {
+        let Some(threads) = self.threads.lock().take() else {
+            return Ok(());
+        };
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Release);
+        inner.flusher.shutdown();
+        inner.dispatcher.signal.shutdown();
+        *inner.stop.stopped.lock() = true;
+        inner.stop.cv.notify_all();
+        for h in threads.handles {
+            let _ = h.join();
+        }
+        if let Some(reason) = inner.read_only.get() {
+            // Leave the abort marker: the next start must verify the tail.
+            tracing::warn!(reason, "store shut down read-only");
+            return Ok(());
+        }
+        inner.log.flush().at(inner.log.dir())?;
+        inner.dispatcher.dispatch_available();
+        inner.dispatcher.flush().at(&inner.config.dir)?;
+        inner.write_checkpoint()?;
+        let abort = inner.config.dir.join("abort");
+        std::fs::remove_file(&abort).at(&abort)?;
+        sync_dir(&inner.config.dir)?;
+        tracing::info!(dir = %inner.config.dir.display(), "store shut down cleanly");
+        Ok(())
+    }
+
+    /// Fault injection: the next commit log flush fails (tests of the read-only path).
+    pub fn inject_flush_failure(&self) {
+        self.inner.flusher.inject_failure();
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.inner.config.dir.clone()
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "store shutdown failed");
+        }
+    }
+}
+
+impl Inner {
+    fn write_checkpoint(&self) -> Result<()> {
+        let p = self.flusher.progress();
+        if p.failed {
+            return Ok(());
+        }
+        let cp = Checkpoint {
+            log_flushed: p.flushed.min(self.log.flushed_offset()),
+            dispatched: self.dispatcher.durable(),
+        };
+        self.checkpoint.store(&cp)
+    }
+
+    fn check_disk(&self) -> Option<f64> {
+        let ratio = cleanup::disk_used_ratio(&self.config.dir)?;
+        let full = ratio > self.config.disk_max_used_ratio;
+        let was = self.disk_full.swap(full, Ordering::AcqRel);
+        if full && !was {
+            tracing::error!(
+                ratio,
+                max = self.config.disk_max_used_ratio,
+                "disk is full: refusing writes"
+            );
+        } else if !full && was {
+            tracing::info!(ratio, "disk usage back below the limit: accepting writes");
+        }
+        Some(ratio)
+    }
+
+    fn clean(&self, now: SystemTime) -> Result<CleanupReport> {
+        let reserved = Duration::from_secs_f64(self.config.file_reserved_hours * 3600.0);
+        let force = self
+            .check_disk()
+            .is_some_and(|r| r > self.config.disk_max_used_ratio);
+        cleanup::clean(&self.log, &self.queues, &self.index, reserved, now, force)
+    }
+
+    fn housekeeping(&self) {
+        let cp_every = Duration::from_millis(self.config.checkpoint_interval_ms);
+        let clean_every = Duration::from_millis(self.config.cleanup_interval_ms);
+        let mut last_clean = std::time::Instant::now();
+        loop {
+            {
+                let mut stopped = self.stop.stopped.lock();
+                if !*stopped {
+                    self.stop
+                        .cv
+                        .wait_for(&mut stopped, cp_every.min(clean_every));
+                }
+                if *stopped {
+                    return;
+                }
+            }
+            if let Err(e) = self.write_checkpoint() {
+                tracing::error!(error = %e, "writing the checkpoint failed");
+            }
+            if last_clean.elapsed() >= clean_every {
+                last_clean = std::time::Instant::now();
+                match self.clean(SystemTime::now()) {
+                    Ok(r) if r.segments_deleted > 0 => tracing::info!(?r, "retention pass"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "message_store_tests.rs"]
+mod tests;

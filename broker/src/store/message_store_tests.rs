@@ -1,0 +1,345 @@
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::store::record::tag_hash;
+
+fn host() -> SocketAddr {
+    "127.0.0.1:10911".parse().unwrap()
+}
+
+fn input<'a>(topic: &'a str, qid: i32, body: &'a [u8], props: &'a str) -> MessageInput<'a> {
+    MessageInput {
+        topic,
+        queue_id: qid,
+        flag: 0,
+        sysflag: 0,
+        born_timestamp: 1,
+        born_host: "127.0.0.1:5000".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body,
+        properties: props,
+    }
+}
+
+fn cfg(dir: &std::path::Path, mode: FlushMode) -> StoreConfig {
+    StoreConfig {
+        flush_mode: mode,
+        commit_log_segment_size: 64 * 1024,
+        max_message_size: 16 * 1024,
+        ..StoreConfig::for_tests(dir)
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct TagFilter(i64, &'static str);
+impl MessageFilter for TagFilter {
+    fn by_tag_hash(&self, h: i64) -> bool {
+        h == self.0
+    }
+    fn by_record(&self, r: &RecordView<'_>) -> bool {
+        r.property("TAGS") == Some(self.1)
+    }
+}
+
+#[test]
+fn put_get_filter_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let store = MessageStore::open(cfg(dir.path(), FlushMode::Sync), host()).unwrap();
+    for i in 0..100 {
+        let body = format!("body-{i}");
+        let tag = if i % 2 == 0 { "A" } else { "B" };
+        let props = format!("TAGS\u{1}{tag}\u{2}KEYS\u{1}k{i} all\u{2}UNIQ_KEY\u{1}U{i}\u{2}");
+        let r = rt.block_on(store.put(&[input("T", i % 4, body.as_bytes(), &props)]));
+        assert_eq!(r.status, PutStatus::Ok);
+        assert_eq!(r.appended[0].queue_offset, (i / 4) as u64);
+    }
+    assert!(rt.block_on(store.wait_dispatched(Duration::from_secs(5))));
+    assert_eq!(store.max_offset("T", 1), 25);
+    let all = store.get_messages("T", 1, 0, 32, 1 << 20, &AcceptAll);
+    assert_eq!(all.status, GetStatus::Found);
+    assert_eq!(all.messages.len(), 25);
+    assert_eq!(all.next_offset, 25);
+    // Queue 0 holds even i only: all tag A.
+    let b = store.get_messages("T", 0, 0, 32, 1 << 20, &TagFilter(tag_hash("B"), "B"));
+    assert_eq!(b.status, GetStatus::NoMatchedMessage);
+    assert_eq!(b.next_offset, 25);
+    let a = store.get_messages("T", 0, 3, 5, 1 << 20, &TagFilter(tag_hash("A"), "A"));
+    assert_eq!(a.messages.len(), 5);
+    assert_eq!(a.messages[0].queue_offset, 3);
+    assert_eq!(a.next_offset, 8);
+    // Offsets out of range.
+    assert_eq!(
+        store
+            .get_messages("T", 0, 25, 5, 1 << 20, &AcceptAll)
+            .status,
+        GetStatus::OffsetOverflowOne
+    );
+    assert_eq!(
+        store
+            .get_messages("T", 0, 99, 5, 1 << 20, &AcceptAll)
+            .status,
+        GetStatus::OffsetOverflowBadly
+    );
+    assert_eq!(
+        store
+            .get_messages("Nope", 0, 0, 5, 1 << 20, &AcceptAll)
+            .status,
+        GetStatus::NoMatchedLogicQueue
+    );
+    // max_bytes keeps at least one message.
+    assert_eq!(
+        store
+            .get_messages("T", 0, 0, 32, 1, &AcceptAll)
+            .messages
+            .len(),
+        1
+    );
+    // Index lookups.
+    let hits = store.query_by_key("T", "k42", 10, 0, i64::MAX, false);
+    assert_eq!(hits.len(), 1);
+    let Ok(Entry::Record(v)) = record::decode(
+        &hits[0],
+        Check {
+            crc: true,
+            position: None,
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(v.body(), b"body-42");
+    assert_eq!(
+        store.query_by_key("T", "all", 7, 0, i64::MAX, false).len(),
+        7
+    );
+    assert_eq!(
+        store.query_by_key("T", "U17", 10, 0, i64::MAX, true).len(),
+        1
+    );
+    assert!(store
+        .query_by_key("T", "U17", 10, 0, i64::MAX, false)
+        .is_empty());
+    assert!(store
+        .query_by_key("Other", "k42", 10, 0, i64::MAX, false)
+        .is_empty());
+    // View by offset.
+    let first = &all.messages[0];
+    let off = first.bytes.as_ref();
+    let Ok(Entry::Record(v)) = record::decode(
+        off,
+        Check {
+            crc: true,
+            position: None,
+        },
+    ) else {
+        panic!()
+    };
+    assert!(store.view(v.physical_offset() as u64).is_some());
+    assert!(store.view(v.physical_offset() as u64 + 1).is_none());
+    let end = store.log_max_offset();
+    store.shutdown().unwrap();
+    drop(store);
+    assert!(!dir.path().join("abort").exists());
+    let store = MessageStore::open(cfg(dir.path(), FlushMode::Sync), host()).unwrap();
+    assert!(!store.recovery().crashed);
+    assert_eq!(store.log_max_offset(), end);
+    assert_eq!(store.max_offset("T", 3), 25);
+    // Queue offsets continue where they were.
+    let r = rt.block_on(store.put(&[input("T", 3, b"more", "")]));
+    assert_eq!(r.appended[0].queue_offset, 25);
+}
+
+#[test]
+fn second_open_of_a_locked_dir_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = MessageStore::open(cfg(dir.path(), FlushMode::Async), host()).unwrap();
+    assert!(matches!(
+        MessageStore::open(cfg(dir.path(), FlushMode::Async), host()),
+        Err(StoreError::Locked(_))
+    ));
+}
+
+#[test]
+fn illegal_messages_get_a_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let store = MessageStore::open(cfg(dir.path(), FlushMode::Async), host()).unwrap();
+    let big = vec![0u8; 16 * 1024 + 1];
+    let r = rt.block_on(store.put(&[input("T", 0, &big, "")]));
+    assert!(
+        matches!(r.status, PutStatus::MessageIllegal(_)),
+        "{:?}",
+        r.status
+    );
+    let long = "x".repeat(200);
+    let r = rt.block_on(store.put(&[input(&long, 0, b"x", "")]));
+    assert!(matches!(r.status, PutStatus::MessageIllegal(_)));
+    let r = rt.block_on(store.put(&[input("T", -1, b"x", "")]));
+    assert!(matches!(r.status, PutStatus::MessageIllegal(_)));
+    assert_eq!(store.log_max_offset(), 0, "nothing written");
+}
+
+#[test]
+fn search_by_time_and_earliest() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let store = MessageStore::open(cfg(dir.path(), FlushMode::Async), host()).unwrap();
+    let mut times = Vec::new();
+    for i in 0..6 {
+        let r = rt.block_on(store.put(&[input("T", 0, b"x", "")]));
+        times.push(r.appended[0].store_timestamp);
+        if i == 2 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(rt.block_on(store.wait_dispatched(Duration::from_secs(5))));
+    assert_eq!(store.earliest_store_time("T", 0), Some(times[0]));
+    assert_eq!(store.search_offset("T", 0, times[3], Boundary::Lower), 3);
+    assert_eq!(
+        store.search_offset("T", 0, times[3] - 1, Boundary::Upper),
+        2
+    );
+    assert_eq!(store.search_offset("T", 0, 0, Boundary::Lower), 0);
+    assert_eq!(store.search_offset("T", 0, i64::MAX, Boundary::Lower), 6);
+}
+
+#[test]
+fn retention_deletes_old_segments_and_their_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let store = MessageStore::open(cfg(dir.path(), FlushMode::Async), host()).unwrap();
+    let body = vec![1u8; 4000];
+    for _ in 0..60 {
+        let r = rt.block_on(store.put(&[input("T", 0, &body, "KEYS\u{1}k\u{2}")]));
+        assert!(r.status.is_ok());
+    }
+    assert!(rt.block_on(store.wait_dispatched(Duration::from_secs(5))));
+    let segs = store.log_segment_count();
+    assert!(segs >= 4);
+    // A reader holding a record from the first segment keeps it readable after deletion.
+    let held = store
+        .get_messages("T", 0, 0, 1, 1 << 20, &AcceptAll)
+        .messages
+        .remove(0);
+    let later = SystemTime::now() + Duration::from_secs(200 * 3600);
+    let rep = store.clean_now(later).unwrap();
+    assert_eq!(rep.segments_deleted, segs - 1, "all but the active segment");
+    assert!(store.min_offset("T", 0) > 0);
+    let g = store.get_messages("T", 0, 0, 1, 1 << 20, &AcceptAll);
+    assert_eq!(g.status, GetStatus::OffsetTooSmall);
+    assert_eq!(g.next_offset, store.min_offset("T", 0));
+    let g = store.get_messages("T", 0, g.next_offset, 100, 1 << 20, &AcceptAll);
+    assert_eq!(g.status, GetStatus::Found);
+    assert_eq!(held.bytes.len(), held.bytes.as_ref().len());
+    assert!(record::decode(
+        &held.bytes,
+        Check {
+            crc: true,
+            position: None
+        }
+    )
+    .is_ok());
+    // Nothing recent is deleted.
+    assert_eq!(
+        store.clean_now(SystemTime::now()).unwrap().segments_deleted,
+        0
+    );
+    // Reopen agrees.
+    let min = store.min_offset("T", 0);
+    drop(store);
+    let store = MessageStore::open(cfg(dir.path(), FlushMode::Async), host()).unwrap();
+    assert_eq!(store.min_offset("T", 0), min);
+    assert_eq!(store.max_offset("T", 0), 60);
+}
+
+#[test]
+fn disk_full_ratio_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut c = cfg(dir.path(), FlushMode::Async);
+    c.disk_max_used_ratio = 0.0;
+    let store = MessageStore::open(c, host()).unwrap();
+    let r = rt.block_on(store.put(&[input("T", 0, b"x", "")]));
+    assert_eq!(r.status, PutStatus::DiskFull);
+    assert_eq!(store.log_max_offset(), 0);
+}
+
+#[test]
+fn flush_failure_turns_the_store_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let store = MessageStore::open(cfg(dir.path(), FlushMode::Sync), host()).unwrap();
+    assert!(rt
+        .block_on(store.put(&[input("T", 0, b"ok", "")]))
+        .status
+        .is_ok());
+    store.inject_flush_failure();
+    let r = rt.block_on(store.put(&[input("T", 0, b"after", "")]));
+    assert_eq!(
+        r.status,
+        PutStatus::FlushDiskTimeout,
+        "not acknowledged as durable"
+    );
+    let r = rt.block_on(store.put(&[input("T", 0, b"refused", "")]));
+    assert!(
+        matches!(r.status, PutStatus::ServiceUnavailable(_)),
+        "{:?}",
+        r.status
+    );
+    assert!(store.read_only_reason().unwrap().contains("flush failed"));
+    drop(store);
+    assert!(
+        dir.path().join("abort").exists(),
+        "a read-only shutdown is not clean"
+    );
+}
+
+#[test]
+fn sync_group_commit_serves_concurrent_puts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Arc::new(MessageStore::open(cfg(dir.path(), FlushMode::Sync), host()).unwrap());
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50 {
+                    let body = format!("{t}-{i}");
+                    let r = s.put(&[input("G", t, body.as_bytes(), "")]).await;
+                    assert!(r.status.is_ok());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    assert!(rt.block_on(store.wait_dispatched(Duration::from_secs(5))));
+    for q in 0..8 {
+        assert_eq!(store.max_offset("G", q), 50);
+    }
+}
+
+#[test]
+fn batch_put_is_consecutive() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let store = MessageStore::open(cfg(dir.path(), FlushMode::Async), host()).unwrap();
+    let msgs: Vec<_> = (0..10).map(|_| input("B", 2, b"m", "")).collect();
+    let r = rt.block_on(store.put(&msgs));
+    assert!(r.status.is_ok());
+    let offs: Vec<u64> = r.appended.iter().map(|a| a.queue_offset).collect();
+    assert_eq!(offs, (0..10).collect::<Vec<_>>());
+}
