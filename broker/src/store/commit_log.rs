@@ -119,7 +119,11 @@ impl CommitLog {
     ) -> Result<(CommitLog, LogRecovery)> {
         std::fs::create_dir_all(dir).at(dir)?;
         let mut segs = Vec::new();
-        for (base, path) in list_files(dir)? {
+        let files = list_files(dir)?;
+        // The active segment and the preallocated spare after it may be left short by a
+        // crash or an operator's cut; older segments are always complete.
+        let short_ok_from = files.len().saturating_sub(2);
+        for (i, (base, path)) in files.into_iter().enumerate() {
             if base % segment_size != 0 {
                 return Err(StoreError::Corruption {
                     file: path,
@@ -142,7 +146,12 @@ impl CommitLog {
                     });
                 }
             }
-            segs.push(Arc::new(MappedFile::open(&path, base, segment_size)?));
+            let f = if i >= short_ok_from {
+                MappedFile::open_extending(&path, base, segment_size)?
+            } else {
+                MappedFile::open(&path, base, segment_size)?
+            };
+            segs.push(Arc::new(f));
         }
         let recovery = recover(dir, &mut segs, verify_from, allow_truncate)?;
         let end = recovery.end;
@@ -449,8 +458,10 @@ fn recover(
     }
     let seg_size = first.size();
     let seg_index = |off: u64| ((off - first_base) / seg_size) as usize;
-    // Walk valid records.
-    let mut pos = from.max(first_base);
+    // Walk valid records from the start of the segment holding the checkpoint: a segment
+    // always starts with a record, so the walk never depends on the checkpoint being exact.
+    let from = from.max(first_base);
+    let mut pos = first_base + seg_index(from.min(last_end - 1)) as u64 * seg_size;
     let mut failure: Option<DecodeError> = None;
     loop {
         let i = seg_index(pos);
@@ -480,8 +491,24 @@ fn recover(
         }
     }
     let end = pos;
-    // Anything valid after the end means the damage is not a torn tail.
     let mut dropped = None;
+    if end < from {
+        let i = seg_index(end);
+        let reason = format!(
+            "the log ends at {end} ({}) but the checkpoint says it was flushed up to {from}: durable data is missing",
+            failure.as_ref().map(|e| e.to_string()).unwrap_or_default()
+        );
+        if !allow_truncate {
+            return Err(StoreError::Corruption {
+                file: segs[i].path().to_path_buf(),
+                offset: end - segs[i].base(),
+                reason: format!("{reason}; refusing to start (set allow_truncate_on_corruption to accept the loss)"),
+            });
+        }
+        tracing::error!(%reason, "truncating the commit log below the checkpoint");
+        dropped = Some(reason);
+    }
+    // Anything valid after the end means the damage is not a torn tail.
     if let Some(later) = find_valid_record_after(segs, end) {
         let i = seg_index(end).min(segs.len() - 1);
         let file = segs[i].path().to_path_buf();

@@ -221,8 +221,9 @@ impl ConsumeQueue {
                 }),
             };
         }
-        let empty = self.files.read().is_empty();
-        if queue_offset > max && !empty {
+        if queue_offset > max {
+            // Entries are missing (files lost or deleted by hand): the store rebuilds the
+            // queue from the log (see `MessageStore::open`).
             return Err(StoreError::Corruption {
                 file: self.dir.clone(),
                 offset: max * ENTRY_SIZE,
@@ -230,11 +231,6 @@ impl ConsumeQueue {
                     "gap in consume queue: next entry is {max}, the log has {queue_offset}"
                 ),
             });
-        }
-        if empty && queue_offset > max {
-            // A queue whose files were all removed restarts where the log says it is.
-            self.min_offset.store(queue_offset, Ordering::Release);
-            self.max_offset.store(queue_offset, Ordering::Release);
         }
         let f = self.file_for_write(queue_offset)?;
         let rel = queue_offset * ENTRY_SIZE - f.base();

@@ -65,6 +65,8 @@ pub struct Dispatcher {
     durable: AtomicU64,
     progress: watch::Sender<u64>,
     pub signal: Signal,
+    /// Queues whose entries turned out missing (a gap): rebuilt from the log on open.
+    lost: Mutex<Vec<(Arc<str>, i32)>>,
 }
 
 impl Dispatcher {
@@ -83,6 +85,7 @@ impl Dispatcher {
             durable: AtomicU64::new(from),
             progress: watch::channel(from).0,
             signal: Signal::default(),
+            lost: Mutex::new(Vec::new()),
         }
     }
 
@@ -184,6 +187,10 @@ impl Dispatcher {
             Ok(cq) => Some((cq.topic().clone(), qid, cq.max_offset())),
             Err(e) => {
                 tracing::error!(offset = pos, topic, queue = qid, error = %e, "dispatch: consume queue write failed");
+                let mut lost = self.lost.lock();
+                if !lost.iter().any(|(t, q)| **t == *topic && *q == qid) {
+                    lost.push((topic.into(), qid));
+                }
                 None
             }
         };
@@ -197,6 +204,54 @@ impl Dispatcher {
             tracing::error!(offset = pos, error = %e, "dispatch: index write failed");
         }
         touched
+    }
+
+    /// Queues found missing entries since the last call.
+    pub fn take_lost(&self) -> Vec<(Arc<str>, i32)> {
+        std::mem::take(&mut *self.lost.lock())
+    }
+
+    /// Rebuilds the given queues from scratch by walking the whole log (recovery of a queue
+    /// whose files were lost). Returns the entries written.
+    pub fn rebuild(&self, lost: &[(Arc<str>, i32)]) -> super::error::Result<usize> {
+        for (t, q) in lost {
+            tracing::warn!(topic = %t, queue = q, "rebuilding consume queue from the commit log");
+            self.queues.reset(t, *q)?;
+        }
+        let mut pos = self.log.min_offset();
+        let end = self.dispatched();
+        let mut n = 0;
+        while pos < end {
+            match self.log.read_at(pos) {
+                LogEntry::Record(bytes) => {
+                    let check = Check {
+                        crc: false,
+                        position: Some(pos as i64),
+                    };
+                    if let Ok(Entry::Record(r)) = record::decode(&bytes, check) {
+                        let (topic, qid) = (r.topic(), r.queue_id());
+                        if lost.iter().any(|(t, q)| **t == *topic && *q == qid) {
+                            let tag = record::property(r.properties(), "TAGS")
+                                .map(record::tag_hash)
+                                .unwrap_or(0);
+                            let entry = CqEntry {
+                                physical_offset: pos,
+                                size: r.total_size() as u32,
+                                tag_hash: tag,
+                            };
+                            self.queues
+                                .get_or_create(topic, qid)?
+                                .put(r.queue_offset() as u64, entry)?;
+                            n += 1;
+                        }
+                    }
+                    pos += bytes.len() as u64;
+                }
+                LogEntry::Skip(next) => pos = next,
+                LogEntry::End => break,
+            }
+        }
+        Ok(n)
     }
 
     /// Flushes consume queues and index, then advances the durable point.

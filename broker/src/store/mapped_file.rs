@@ -93,12 +93,29 @@ impl MappedFile {
 
     /// Opens an existing file; its write position is set by recovery.
     pub fn open(path: &Path, base: u64, expected_size: u64) -> Result<MappedFile> {
+        Self::open_inner(path, base, expected_size, false)
+    }
+
+    /// Opens the last file of a log, which a crash or an operator may have left short: the
+    /// missing tail is restored as allocated zeros (recovery then finds the real end).
+    pub fn open_extending(path: &Path, base: u64, expected_size: u64) -> Result<MappedFile> {
+        Self::open_inner(path, base, expected_size, true)
+    }
+
+    fn open_inner(path: &Path, base: u64, expected_size: u64, extend: bool) -> Result<MappedFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .at(path)?;
-        let len = file.metadata().at(path)?.len();
+        let mut len = file.metadata().at(path)?.len();
+        if extend && len < expected_size {
+            tracing::warn!(path = %path.display(), len, expected_size, "file is short; extending it with zeros");
+            file.allocate(expected_size).at(path)?;
+            file.set_len(expected_size).at(path)?;
+            file.sync_all().at(path)?;
+            len = expected_size;
+        }
         if len != expected_size {
             return Err(StoreError::Corruption {
                 file: path.to_path_buf(),

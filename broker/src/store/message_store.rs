@@ -168,7 +168,22 @@ impl MessageStore {
             index.clone(),
             from,
         ));
+        let missing = queues.missing_from_manifest();
         let redispatched = dispatcher.dispatch_available();
+        let mut lost = dispatcher.take_lost();
+        for m in missing {
+            if !lost.contains(&m) {
+                lost.push(m);
+            }
+        }
+        if !lost.is_empty() {
+            let n = dispatcher.rebuild(&lost)?;
+            tracing::warn!(
+                queues = lost.len(),
+                entries = n,
+                "consume queues rebuilt from the commit log"
+            );
+        }
         dispatcher.flush().at(&dir)?;
         log.set_queue_offsets(queues.offset_table());
         let flusher = Arc::new(Flusher::new(

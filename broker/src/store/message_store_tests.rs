@@ -343,3 +343,28 @@ fn batch_put_is_consecutive() {
     let offs: Vec<u64> = r.appended.iter().map(|a| a.queue_offset).collect();
     assert_eq!(offs, (0..10).collect::<Vec<_>>());
 }
+
+#[test]
+fn lost_consume_queue_is_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let store = MessageStore::open(cfg(dir.path(), FlushMode::Async), host()).unwrap();
+        for i in 0..40 {
+            let props = format!("TAGS\u{1}t{}\u{2}", i % 3);
+            let r = rt.block_on(store.put(&[input("R", i % 2, b"x", &props)]));
+            assert!(r.status.is_ok());
+        }
+    }
+    std::fs::remove_dir_all(dir.path().join("consumequeue").join("R").join("1")).unwrap();
+    let store = MessageStore::open(cfg(dir.path(), FlushMode::Async), host()).unwrap();
+    assert_eq!(store.min_offset("R", 1), 0);
+    assert_eq!(store.max_offset("R", 1), 20);
+    let g = store.get_messages("R", 1, 0, 100, 1 << 20, &AcceptAll);
+    assert_eq!(g.messages.len(), 20);
+    let cq = store.consume_queue("R", 1).unwrap();
+    assert_eq!(cq.get(0).unwrap().tag_hash, tag_hash("t1"));
+    // New appends continue the rebuilt queue.
+    let r = rt.block_on(store.put(&[input("R", 1, b"y", "")]));
+    assert_eq!(r.appended[0].queue_offset, 20);
+}

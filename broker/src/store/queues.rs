@@ -9,6 +9,9 @@ use parking_lot::RwLock;
 use super::consume_queue::ConsumeQueue;
 use super::error::{IoContext, Result, StoreError};
 
+/// File under the consume-queue root listing every queue (`topic TAB queue id` per line).
+const MANIFEST: &str = "manifest";
+
 type Table = HashMap<Arc<str>, Vec<Option<Arc<ConsumeQueue>>>>;
 
 pub struct ConsumeQueues {
@@ -88,7 +91,51 @@ impl ConsumeQueues {
             u64::MAX,
         )?);
         v[queue_id as usize] = Some(cq.clone());
+        self.write_manifest(&t)?;
         Ok(cq)
+    }
+
+    /// Records which queues exist (rewritten when a queue is created, which is rare), so a
+    /// queue whose directory disappears is noticed and rebuilt on the next open.
+    fn write_manifest(&self, t: &Table) -> Result<()> {
+        let mut s = String::new();
+        for (topic, v) in t.iter() {
+            for (qid, q) in v.iter().enumerate() {
+                if q.is_some() {
+                    s.push_str(&format!("{topic}\t{qid}\n"));
+                }
+            }
+        }
+        super::checkpoint::write_atomically(&self.root.join(MANIFEST), s.as_bytes())
+    }
+
+    /// Queues the manifest lists that have no directory any more.
+    pub fn missing_from_manifest(&self) -> Vec<(Arc<str>, i32)> {
+        let text = std::fs::read_to_string(self.root.join(MANIFEST)).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let (t, q) = l.split_once('\t')?;
+                Some((t, q.parse::<i32>().ok()?))
+            })
+            .filter(|(t, q)| self.get(t, *q).is_none())
+            .map(|(t, q)| (Arc::<str>::from(t), q))
+            .collect()
+    }
+
+    /// Deletes a queue's files and starts it empty (before a rebuild from the log).
+    pub fn reset(&self, topic: &str, queue_id: i32) -> Result<Arc<ConsumeQueue>> {
+        let dir = self.root.join(topic).join(queue_id.to_string());
+        if let Some(v) = self.table.write().get_mut(topic) {
+            if let Some(slot) = v.get_mut(queue_id as usize) {
+                *slot = None;
+            }
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        }
+        self.get_or_create(topic, queue_id)
     }
 
     pub fn all(&self) -> Vec<Arc<ConsumeQueue>> {

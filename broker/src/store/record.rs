@@ -15,6 +15,12 @@
 //! ```
 //! A segment ends with a blank record (`total_size`, [`BLANK_MAGIC`]) when the next record does
 //! not fit. The writer stores `total_size` last, so a record torn by a crash has size 0.
+//!
+//! RocketMQ's body CRC covers only the body. So that recovery can tell a complete record from a
+//! torn or garbage-filled one, the store ends every record's properties with a whole-record
+//! checksum property, as RocketMQ 5 does with `enabledAppendPropCRC`:
+//! `__CRC32#` 0x01 ten decimal digits 0x02, the CRC32 of the record from the magic up to the
+//! digits. Clients see it as one more property.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -36,6 +42,17 @@ pub const SYSFLAG_STOREHOST_V6: i32 = 0x20;
 
 /// Longest topic a V1 record can carry (i8 length).
 pub const MAX_TOPIC_LEN: usize = 127;
+
+/// Name of the whole-record checksum property (RocketMQ's `MessageConst.PROPERTY_CRC32`).
+pub const CRC_PROPERTY: &str = "__CRC32#";
+/// `__CRC32#` 0x01 + 10 digits + 0x02.
+pub const CRC_TRAILER_LEN: usize = 8 + 1 + 10 + 1;
+
+/// Stored length of `props`: a missing final separator is added, then the checksum trailer.
+fn stored_props_len(props: &str) -> usize {
+    let sep = usize::from(!props.is_empty() && !props.ends_with('\u{2}'));
+    props.len() + sep + CRC_TRAILER_LEN
+}
 
 const OFF_QUEUE_OFFSET: usize = 20;
 const OFF_PHYS_OFFSET: usize = 28;
@@ -123,7 +140,7 @@ pub fn encoded_len(msg: &MessageInput<'_>, store_host: &SocketAddr) -> usize {
         + 1
         + msg.topic.len()
         + 2
-        + msg.properties.len()
+        + stored_props_len(msg.properties)
 }
 
 /// Checks the message against the format's and the configuration's limits.
@@ -147,7 +164,7 @@ pub fn validate(
             max: max_body,
         });
     }
-    if msg.properties.len() > max_props.min(i16::MAX as usize) {
+    if stored_props_len(msg.properties) > max_props.min(i16::MAX as usize) {
         return Err(RecordError::PropertiesTooLarge {
             len: msg.properties.len(),
             max: max_props,
@@ -227,8 +244,22 @@ pub fn encode_into(buf: &mut [u8], msg: &MessageInput<'_>, at: &Placement) {
     w.put(msg.body);
     w.put(&[msg.topic.len() as u8]);
     w.put(msg.topic.as_bytes());
-    w.put(&(msg.properties.len() as i16).to_be_bytes());
+    w.put(&(stored_props_len(msg.properties) as i16).to_be_bytes());
     w.put(msg.properties.as_bytes());
+    if !msg.properties.is_empty() && !msg.properties.ends_with('\u{2}') {
+        w.put(&[2]);
+    }
+    w.put(CRC_PROPERTY.as_bytes());
+    w.put(&[1]);
+    let crc = crc32fast::hash(&w.buf[4..w.pos]);
+    let mut digits = [b'0'; 10];
+    let mut v = crc;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    w.put(&digits);
+    w.put(&[2]);
     debug_assert_eq!(w.pos, total);
     std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
     w.buf[0..4].copy_from_slice(&(total as i32).to_be_bytes());
@@ -258,6 +289,10 @@ pub enum DecodeError {
     WrongPosition { field: i64, position: i64 },
     #[error("malformed topic or properties")]
     Malformed,
+    #[error("record checksum property missing")]
+    MissingRecordCrc,
+    #[error("record checksum mismatch: stored {stored}, computed {computed}")]
+    RecordCrc { stored: u32, computed: u32 },
 }
 
 /// What sits at a position of the log.
@@ -413,8 +448,36 @@ pub fn decode(buf: &[u8], check: Check) -> Result<Entry<'_>, DecodeError> {
         {
             return Err(DecodeError::Malformed);
         }
+        verify_record_crc(b)?;
     }
     Ok(Entry::Record(view))
+}
+
+/// Checks the whole-record checksum trailer at the end of `rec` (a complete record).
+fn verify_record_crc(rec: &[u8]) -> Result<(), DecodeError> {
+    let n = rec.len();
+    if n < 4 + CRC_TRAILER_LEN {
+        return Err(DecodeError::Malformed);
+    }
+    let trailer = &rec[n - CRC_TRAILER_LEN..];
+    if &trailer[..8] != CRC_PROPERTY.as_bytes() || trailer[8] != 1 || trailer[19] != 2 {
+        return Err(DecodeError::MissingRecordCrc);
+    }
+    let mut stored: u64 = 0;
+    for &d in &trailer[9..19] {
+        if !d.is_ascii_digit() {
+            return Err(DecodeError::MissingRecordCrc);
+        }
+        stored = stored * 10 + (d - b'0') as u64;
+    }
+    let computed = crc32fast::hash(&rec[4..n - 11]);
+    if stored != computed as u64 {
+        return Err(DecodeError::RecordCrc {
+            stored: stored as u32,
+            computed,
+        });
+    }
+    Ok(())
 }
 
 /// `k 0x01 v 0x02` pairs, each key non-empty, as UTF-8.
@@ -601,7 +664,8 @@ mod tests {
         assert_eq!(r.prepared_transaction_offset(), 99);
         assert_eq!(r.body(), body);
         assert_eq!(r.topic(), "TopicTest");
-        assert_eq!(r.properties(), props);
+        assert!(r.properties().starts_with(props));
+        assert!(r.property(CRC_PROPERTY).is_some_and(|d| d.len() == 10));
         assert_eq!(r.property("TAGS"), Some("TagA"));
         assert_eq!(r.property("KEYS"), Some("k1 k2"));
         assert_eq!(r.property("NOPE"), None);
@@ -757,5 +821,66 @@ mod tests {
         assert!(!properties_well_formed(b"ab"));
         assert!(!properties_well_formed(b"a\x01b\x02\x00\x00"));
         assert!(!properties_well_formed(b"a\x01b\x00"));
+    }
+}
+
+#[cfg(test)]
+mod crc_tests {
+    use super::*;
+
+    fn rec(props: &str) -> Vec<u8> {
+        let m = MessageInput {
+            topic: "T",
+            queue_id: 0,
+            flag: 0,
+            sysflag: 0,
+            born_timestamp: 5,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: b"body",
+            properties: props,
+        };
+        let at = Placement {
+            queue_offset: 0,
+            physical_offset: 0,
+            store_timestamp: 6,
+            store_host: "127.0.0.1:2".parse().unwrap(),
+            body_crc: body_crc(b"body"),
+        };
+        encode(&m, &at)
+    }
+
+    const CHECK: Check = Check {
+        crc: true,
+        position: Some(0),
+    };
+
+    #[test]
+    fn any_changed_byte_outside_the_size_is_detected() {
+        let r = rec("TAGS\u{1}a\u{2}KEYS\u{1}k");
+        assert!(decode(&r, CHECK).is_ok());
+        for i in 4..r.len() {
+            for x in [1u8, 0x80, 0xFF] {
+                let mut d = r.clone();
+                d[i] ^= x;
+                assert!(decode(&d, CHECK).is_err(), "flip {x:#x} at {i} accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_final_separator_is_added() {
+        let r = rec("KEYS\u{1}k");
+        let Entry::Record(v) = decode(&r, CHECK).unwrap() else {
+            panic!()
+        };
+        assert!(v.properties().starts_with("KEYS\u{1}k\u{2}__CRC32#\u{1}"));
+        assert_eq!(v.property("KEYS"), Some("k"));
+        let r = rec("");
+        let Entry::Record(v) = decode(&r, CHECK).unwrap() else {
+            panic!()
+        };
+        assert!(v.properties().starts_with("__CRC32#\u{1}"));
     }
 }
