@@ -139,3 +139,36 @@ impl StoreConfig {
         Duration::from_millis(self.sync_flush_timeout_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_parses_and_matches_defaults() {
+        #[derive(Deserialize)]
+        struct File {
+            store: StoreConfig,
+        }
+        let text = include_str!("../../../conf/broker.toml");
+        let f: File = toml::from_str(text).unwrap();
+        f.store.validate().unwrap();
+        let d = StoreConfig::default();
+        assert_eq!(f.store.commit_log_segment_size, d.commit_log_segment_size);
+        assert_eq!(f.store.flush_mode, d.flush_mode);
+        assert!(toml::from_str::<StoreConfig>("no_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn validate_rejects_bad_values() {
+        let mut c = StoreConfig::for_tests("/tmp/x");
+        c.commit_log_segment_size = 1000;
+        assert!(c.validate().is_err());
+        let mut c = StoreConfig::for_tests("/tmp/x");
+        c.disk_max_used_ratio = 1.5;
+        assert!(c.validate().is_err());
+        let mut c = StoreConfig::for_tests("/tmp/x");
+        c.max_message_size = 2 << 20;
+        assert!(c.validate().is_err(), "does not fit a 1 MiB test segment");
+    }
+}
