@@ -133,13 +133,21 @@ impl RemotingCommand {
 
     /// Appends this command as one frame to `dst`.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), CommandError> {
-        dst.reserve(96 + self.ext_fields.len() * 32 + self.body.len());
+        dst.reserve(self.body.len());
+        self.encode_header(dst)?;
+        dst.put_slice(&self.body);
+        Ok(())
+    }
+
+    /// Appends the frame's length words and header to `dst`; the caller must write `self.body` right after.
+    pub fn encode_header(&self, dst: &mut BytesMut) -> Result<(), CommandError> {
+        dst.reserve(96 + self.ext_fields.len() * 32);
         let start = FrameCodec::begin(dst);
         match self.serialize_type {
             SerializeType::Json => encode_json(self, dst),
             SerializeType::RocketMq => encode_binary(self, dst),
         }
-        FrameCodec::finish(dst, start, self.serialize_type as u8, &self.body)?;
+        FrameCodec::finish_header(dst, start, self.serialize_type as u8, self.body.len())?;
         Ok(())
     }
 }

@@ -105,12 +105,25 @@ impl FrameCodec {
         serialize_type: u8,
         body: &[u8],
     ) -> Result<(), FrameError> {
+        Self::finish_header(dst, start, serialize_type, body.len())?;
+        dst.put_slice(body);
+        Ok(())
+    }
+
+    /// Like [`FrameCodec::finish`] but leaves the `body_len` body bytes for the caller to write after `dst`
+    /// (so a large body can be written from its own buffer without a copy).
+    pub fn finish_header(
+        dst: &mut BytesMut,
+        start: usize,
+        serialize_type: u8,
+        body_len: usize,
+    ) -> Result<(), FrameError> {
         let header_len = dst.len() - start - 8;
         if header_len > MAX_HEADER_LEN {
             dst.truncate(start);
             return Err(FrameError::HeaderTooLong(header_len));
         }
-        let total = 4 + header_len + body.len();
+        let total = 4 + header_len + body_len;
         let Ok(total32) = i32::try_from(total) else {
             dst.truncate(start);
             return Err(FrameError::TooLarge {
@@ -118,7 +131,6 @@ impl FrameCodec {
                 max: i32::MAX as usize,
             });
         };
-        dst.put_slice(body);
         dst[start..start + 4].copy_from_slice(&total32.to_be_bytes());
         let word = ((serialize_type as u32) << 24) | header_len as u32;
         dst[start + 4..start + 8].copy_from_slice(&word.to_be_bytes());
