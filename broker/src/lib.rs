@@ -1,2 +1,4 @@
 pub mod meta;
+pub mod net;
+pub mod protocol;
 pub mod store;
