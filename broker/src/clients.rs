@@ -1,0 +1,187 @@
+//! Connected clients by group: producers (for transaction check-backs) and consumers (their
+//! members, for rebalancing, and their subscriptions, for filtering pulls). Membership changes
+//! are announced to the group with NOTIFY_CONSUMER_IDS_CHANGED.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+use crate::net::Connection;
+use crate::subscription::Subscription;
+
+#[derive(Clone)]
+pub struct ClientChannel {
+    pub client_id: String,
+    pub conn: Arc<Connection>,
+    pub last_seen: Instant,
+}
+
+/// How a consumer group consumes (from its heartbeat).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    pub consume_type: String,
+    pub message_model: String,
+    pub consume_from_where: String,
+}
+
+#[derive(Default)]
+pub struct ConsumerGroup {
+    pub info: ConsumerInfo,
+    pub members: HashMap<String, ClientChannel>,
+    pub subscriptions: HashMap<String, Arc<Subscription>>,
+}
+
+#[derive(Default)]
+pub struct ClientRegistry {
+    consumers: RwLock<HashMap<String, ConsumerGroup>>,
+    producers: RwLock<HashMap<String, HashMap<String, ClientChannel>>>,
+}
+
+impl ClientRegistry {
+    /// Records a consumer's heartbeat. Returns true when the group's membership changed.
+    pub fn register_consumer(
+        &self,
+        group: &str,
+        client_id: &str,
+        conn: &Arc<Connection>,
+        info: ConsumerInfo,
+        subs: Vec<Subscription>,
+    ) -> bool {
+        let mut groups = self.consumers.write();
+        let g = groups.entry(group.to_string()).or_default();
+        g.info = info;
+        let now = Instant::now();
+        let changed = match g.members.get_mut(client_id) {
+            Some(c) => {
+                let moved = c.conn.id() != conn.id();
+                c.conn = conn.clone();
+                c.last_seen = now;
+                moved
+            }
+            None => {
+                g.members.insert(
+                    client_id.to_string(),
+                    ClientChannel {
+                        client_id: client_id.to_string(),
+                        conn: conn.clone(),
+                        last_seen: now,
+                    },
+                );
+                true
+            }
+        };
+        for s in subs {
+            let keep = g
+                .subscriptions
+                .get(&s.topic)
+                .is_some_and(|old| old.sub_version > s.sub_version && old.expression == s.expression);
+            if !keep {
+                g.subscriptions.insert(s.topic.clone(), Arc::new(s));
+            }
+        }
+        changed
+    }
+
+    pub fn register_producer(&self, group: &str, client_id: &str, conn: &Arc<Connection>) {
+        let mut p = self.producers.write();
+        p.entry(group.to_string()).or_default().insert(
+            client_id.to_string(),
+            ClientChannel {
+                client_id: client_id.to_string(),
+                conn: conn.clone(),
+                last_seen: Instant::now(),
+            },
+        );
+    }
+
+    /// Removes a client from a consumer group. Returns true if it was a member.
+    pub fn unregister_consumer(&self, group: &str, client_id: &str) -> bool {
+        let mut groups = self.consumers.write();
+        let Some(g) = groups.get_mut(group) else {
+            return false;
+        };
+        let removed = g.members.remove(client_id).is_some();
+        if g.members.is_empty() {
+            groups.remove(group);
+        }
+        removed
+    }
+
+    pub fn unregister_producer(&self, group: &str, client_id: &str) {
+        let mut p = self.producers.write();
+        if let Some(m) = p.get_mut(group) {
+            m.remove(client_id);
+            if m.is_empty() {
+                p.remove(group);
+            }
+        }
+    }
+
+    /// Drops every client on a closed connection, or silent longer than `expiry`. Returns the
+    /// consumer groups whose membership changed.
+    pub fn sweep(&self, closed_conn: Option<u64>, expiry: Duration) -> Vec<String> {
+        let now = Instant::now();
+        let gone = |c: &ClientChannel| {
+            Some(c.conn.id()) == closed_conn || c.conn.is_closed() || now.duration_since(c.last_seen) > expiry
+        };
+        let mut changed = Vec::new();
+        {
+            let mut groups = self.consumers.write();
+            groups.retain(|name, g| {
+                let before = g.members.len();
+                g.members.retain(|_, c| !gone(c));
+                if g.members.len() != before {
+                    changed.push(name.clone());
+                }
+                !g.members.is_empty()
+            });
+        }
+        self.producers.write().retain(|_, m| {
+            m.retain(|_, c| !gone(c));
+            !m.is_empty()
+        });
+        changed
+    }
+
+    /// Sorted client ids of a consumer group (clients sort again; we keep it stable).
+    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .consumers
+            .read()
+            .get(group)
+            .map(|g| g.members.keys().cloned().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    pub fn consumer_connections(&self, group: &str) -> Vec<Arc<Connection>> {
+        self.consumers
+            .read()
+            .get(group)
+            .map(|g| g.members.values().map(|c| c.conn.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn producer_connections(&self, group: &str) -> Vec<Arc<Connection>> {
+        self.producers
+            .read()
+            .get(group)
+            .map(|m| m.values().map(|c| c.conn.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<Arc<Subscription>> {
+        self.consumers.read().get(group)?.subscriptions.get(topic).cloned()
+    }
+
+    pub fn consumer_info(&self, group: &str) -> Option<ConsumerInfo> {
+        self.consumers.read().get(group).map(|g| g.info.clone())
+    }
+
+    pub fn is_online(&self, group: &str) -> bool {
+        self.consumers.read().contains_key(group)
+    }
+}

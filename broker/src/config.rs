@@ -1,0 +1,141 @@
+//! Broker configuration: `conf/broker.toml`, overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Broker settings (`[broker]`), with the store's (`[store]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Address the broker listens on (default `127.0.0.1:10911`).
+    pub listen: SocketAddr,
+    /// Address published in routes and stored in message ids; defaults to `listen`.
+    pub advertised_addr: Option<SocketAddr>,
+    /// Embedded NameServer address (default `127.0.0.1:9876`); `None` disables it.
+    pub namesrv_listen: Option<SocketAddr>,
+    /// External NameServers to register with (`host:port`).
+    pub namesrv_addrs: Vec<String>,
+    pub broker_name: String,
+    pub cluster_name: String,
+    /// Create a topic on first route request or send when it does not exist (default true).
+    pub auto_create_topic: bool,
+    /// Queues of an auto-created topic (default 4).
+    pub default_topic_queue_nums: u32,
+    /// How long a held pull waits at most, whatever the client asks (default 30 s).
+    pub max_long_poll_ms: u64,
+    /// Heartbeat to external NameServers every this many ms (default 30 s).
+    pub register_interval_ms: u64,
+    /// A client silent for this long is dropped from its groups (default 120 s).
+    pub client_expiry_ms: u64,
+    /// Consumer offsets are written to disk this often (default 5 s).
+    pub offset_persist_interval_ms: u64,
+    pub store: StoreConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: "127.0.0.1:10911".parse().expect("literal address"),
+            advertised_addr: None,
+            namesrv_listen: Some("127.0.0.1:9876".parse().expect("literal address")),
+            namesrv_addrs: Vec::new(),
+            broker_name: "broker-a".into(),
+            cluster_name: "DefaultCluster".into(),
+            auto_create_topic: true,
+            default_topic_queue_nums: 4,
+            max_long_poll_ms: 30_000,
+            register_interval_ms: 30_000,
+            client_expiry_ms: 120_000,
+            offset_persist_interval_ms: 5_000,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    pub fn load(path: &Path) -> Result<BrokerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Parses a config file's text: `[broker]` and `[store]` tables.
+    pub fn parse(text: &str) -> Result<BrokerConfig, toml::de::Error> {
+        #[derive(Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct File {
+            broker: Option<toml::Table>,
+            store: Option<StoreConfig>,
+        }
+        let f: File = toml::from_str(text)?;
+        let mut cfg: BrokerConfig = match f.broker {
+            Some(t) => t.try_into()?,
+            None => BrokerConfig::default(),
+        };
+        if let Some(s) = f.store {
+            cfg.store = s;
+        }
+        Ok(cfg)
+    }
+
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertised_addr.unwrap_or(self.listen)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.store
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.broker_name.is_empty() || self.cluster_name.is_empty() {
+            return Err(ConfigError::Invalid("broker_name and cluster_name must not be empty".into()));
+        }
+        if !(1..=1024).contains(&self.default_topic_queue_nums) {
+            return Err(ConfigError::Invalid("default_topic_queue_nums must be within 1..=1024".into()));
+        }
+        if self.advertised().ip().is_unspecified() {
+            return Err(ConfigError::Invalid(
+                "listening on an unspecified address needs advertised_addr (clients dial it)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_parses() {
+        let c = BrokerConfig::parse(include_str!("../../conf/broker.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listen, BrokerConfig::default().listen);
+        assert!(BrokerConfig::parse("[broker]\nnope = 1").is_err());
+        assert!(BrokerConfig::parse("[nope]").is_err());
+    }
+}
