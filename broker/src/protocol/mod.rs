@@ -3,11 +3,15 @@
 //! and route JSON). Pure data and codecs, no I/O: `net` moves these over TCP, processors interpret them.
 //! Wire facts come from `shared/protocol/REMOTING.md`.
 
+pub mod batch;
 pub mod codes;
 pub mod command;
 pub mod error;
 pub mod ext_fields;
 pub mod frame;
+pub mod headers;
+pub mod message_id;
+pub mod properties;
 
 pub use codes::{request, response, LanguageCode};
 pub use command::{RemotingCommand, SerializeType, FLAG_ONEWAY, FLAG_RESPONSE};
