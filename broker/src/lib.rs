@@ -1,4 +1,9 @@
+pub mod clients;
+pub mod config;
+pub mod long_poll;
 pub mod meta;
 pub mod net;
 pub mod protocol;
+pub mod queue_locks;
 pub mod store;
+pub mod subscription;

@@ -1,0 +1,149 @@
+//! PULL_MESSAGE (11): filter by the pull's own subscription (sysFlag 0x4) or else the one the
+//! group registered by heartbeat, read matching records straight from the log into the reply,
+//! and hold the request (long polling) while nothing is there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use crate::broker::Broker;
+use crate::protocol::headers::{pull_sys_flag, PullMessageHeader, PullMessageResponseHeader};
+use crate::protocol::{response, RemotingCommand};
+use crate::store::{GetResult, GetStatus};
+use crate::subscription::{Subscription, SubscriptionError};
+
+use super::{bad_header, reply};
+
+/// Largest reply body (RocketMQ caps a pull at 256 KiB unless the client asks for less).
+const DEFAULT_MAX_BYTES: usize = 256 * 1024;
+
+pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
+    let h = match PullMessageHeader::parse(&req.ext_fields) {
+        Ok(h) => h,
+        Err(e) => return bad_header(req, e),
+    };
+    let Some(topic) = b.topics.get(h.topic) else {
+        return reply(
+            req,
+            response::TOPIC_NOT_EXIST,
+            format!("topic[{}] not exist, apply first please!", h.topic),
+        );
+    };
+    if !topic.readable() {
+        return reply(req, response::NO_PERMISSION, format!("the topic[{}] pulling message is forbidden", h.topic));
+    }
+    if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums as i32 {
+        return reply(
+            req,
+            response::SYSTEM_ERROR,
+            format!(
+                "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
+                h.queue_id, h.topic, topic.read_queue_nums
+            ),
+        );
+    }
+    let sub: Arc<Subscription> = if h.has_flag(pull_sys_flag::SUBSCRIPTION) {
+        let expr = h.subscription.unwrap_or("*");
+        match Subscription::parse(h.topic, h.expression_type.unwrap_or(""), expr, h.sub_version) {
+            Ok(s) => Arc::new(s),
+            Err(e) => return parse_failed(req, e),
+        }
+    } else {
+        match b.clients.subscription(h.consumer_group, h.topic) {
+            Some(s) => s,
+            None => {
+                return reply(
+                    req,
+                    response::SUBSCRIPTION_NOT_EXIST,
+                    format!(
+                        "the consumer's subscription not exist, group: {} topic: {}",
+                        h.consumer_group, h.topic
+                    ),
+                )
+            }
+        }
+    };
+    if h.has_flag(pull_sys_flag::COMMIT_OFFSET) && h.commit_offset >= 0 {
+        b.offsets.commit(h.consumer_group, h.topic, h.queue_id, h.commit_offset);
+    }
+    let max_msgs = h.max_msg_nums.clamp(1, 1024) as usize;
+    let max_bytes = h
+        .max_msg_bytes
+        .filter(|&m| m > 0)
+        .map(|m| m as usize)
+        .unwrap_or(DEFAULT_MAX_BYTES)
+        .min(DEFAULT_MAX_BYTES * 16);
+    let offset = h.queue_offset.max(0) as u64;
+    let suspend = h.has_flag(pull_sys_flag::SUSPEND) && h.suspend_timeout_millis > 0;
+    let deadline = Instant::now()
+        + Duration::from_millis((h.suspend_timeout_millis.max(0) as u64).min(b.config.max_long_poll_ms));
+    loop {
+        // Register interest before reading, so an arrival in between is not lost.
+        let notify = suspend.then(|| b.hold.notifier(h.topic, h.queue_id));
+        let waiting = notify.as_ref().map(|n| n.notified());
+        tokio::pin!(waiting);
+        if let Some(w) = waiting.as_mut().as_pin_mut() {
+            w.enable();
+        }
+        let got = b
+            .store
+            .get_messages(h.topic, h.queue_id, offset, max_msgs, max_bytes, &sub.filter);
+        let (code, next) = status_code(&got, offset);
+        if code != response::PULL_NOT_FOUND || !suspend || Instant::now() >= deadline {
+            return respond(req, code, next, got);
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if let Some(w) = waiting.as_mut().as_pin_mut() {
+            let _ = tokio::time::timeout(remaining, w).await;
+        }
+    }
+}
+
+fn parse_failed(req: &RemotingCommand, e: SubscriptionError) -> RemotingCommand {
+    reply(req, response::SUBSCRIPTION_PARSE_FAILED, format!("parse the consumer's subscription failed: {e}"))
+}
+
+/// RocketMQ's mapping of a read's outcome to a pull response code and next offset.
+fn status_code(got: &GetResult, offset: u64) -> (i32, u64) {
+    match got.status {
+        GetStatus::Found => (response::SUCCESS, got.next_offset),
+        GetStatus::NoMatchedMessage => (response::PULL_RETRY_IMMEDIATELY, got.next_offset),
+        GetStatus::NoMatchedLogicQueue | GetStatus::NoMessageInQueue => {
+            if offset != 0 {
+                (response::PULL_OFFSET_MOVED, got.next_offset)
+            } else {
+                (response::PULL_NOT_FOUND, 0)
+            }
+        }
+        GetStatus::OffsetFoundNull | GetStatus::OffsetOverflowOne => (response::PULL_NOT_FOUND, got.next_offset),
+        GetStatus::OffsetOverflowBadly | GetStatus::OffsetTooSmall => (response::PULL_OFFSET_MOVED, got.next_offset),
+    }
+}
+
+fn respond(req: &RemotingCommand, code: i32, next: u64, got: GetResult) -> RemotingCommand {
+    let mut resp = RemotingCommand::response_to(req, code, None);
+    PullMessageResponseHeader {
+        suggest_which_broker_id: 0,
+        next_begin_offset: next as i64,
+        min_offset: got.min_offset as i64,
+        max_offset: got.max_offset as i64,
+    }
+    .write_to(&mut resp.ext_fields);
+    if code == response::SUCCESS {
+        let total: usize = got.messages.iter().map(|m| m.bytes.len()).sum();
+        if got.messages.len() == 1 {
+            // One record: hand the mapped bytes to the writer without copying.
+            if let Some(m) = got.messages.into_iter().next() {
+                resp.body = m.bytes.into_bytes();
+            }
+        } else {
+            let mut body = BytesMut::with_capacity(total);
+            for m in &got.messages {
+                body.extend_from_slice(&m.bytes);
+            }
+            resp.body = body.freeze();
+        }
+    }
+    resp
+}

@@ -1,0 +1,133 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320) and the reply variants:
+//! validate, pick the queue, append (one store call per request, batches included), answer
+//! with the offset message ids.
+
+use std::sync::Arc;
+
+use crate::broker::Broker;
+use crate::net::Connection;
+use crate::protocol::headers::{SendMessageHeader, SendMessageResponseHeader};
+use crate::protocol::{batch, message_id, response, RemotingCommand};
+use crate::store::record::{SYSFLAG_TXN_MASK, SYSFLAG_TXN_PREPARED};
+use crate::store::{MessageInput, PutStatus};
+
+use super::{bad_header, reply};
+
+pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> RemotingCommand {
+    let h = match SendMessageHeader::parse_for_code(req.code, &req.ext_fields) {
+        Ok(h) => h,
+        Err(e) => return bad_header(req, e),
+    };
+    let topic = match b.topic_for_write(h.topic) {
+        Ok(t) => t,
+        Err((code, remark)) => return reply(req, code, remark),
+    };
+    if h.sys_flag & SYSFLAG_TXN_MASK == SYSFLAG_TXN_PREPARED {
+        return reply(
+            req,
+            response::NO_PERMISSION,
+            format!(
+                "the broker[{}] sending transaction message is forbidden: transactional messages are not supported yet",
+                b.config.broker_name
+            ),
+        );
+    }
+    let queues = topic.write_queue_nums as i32;
+    let queue_id = if h.queue_id < 0 {
+        (rand_u32() % queues as u32) as i32
+    } else if h.queue_id >= queues {
+        return reply(
+            req,
+            response::SYSTEM_ERROR,
+            format!(
+                "request queueId[{}] is illegal, Topic: {}, topicConfig.writeQueueNums: {queues}",
+                h.queue_id, h.topic
+            ),
+        );
+    } else {
+        h.queue_id
+    };
+    let born_host = conn.peer_addr();
+    let base = MessageInput {
+        topic: h.topic,
+        queue_id,
+        flag: h.flag,
+        sysflag: h.sys_flag,
+        born_timestamp: h.born_timestamp,
+        born_host,
+        reconsume_times: h.reconsume_times,
+        prepared_transaction_offset: 0,
+        body: &req.body,
+        properties: h.properties,
+    };
+    let result = if h.batch {
+        let entries = match batch::decode(&req.body) {
+            Ok(e) if !e.is_empty() => e,
+            Ok(_) => return reply(req, response::MESSAGE_ILLEGAL, "empty batch"),
+            Err(e) => return reply(req, response::MESSAGE_ILLEGAL, format!("bad batch body: {e}")),
+        };
+        let mut msgs = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let props = match e.properties_str() {
+                Ok(p) => p,
+                Err(e) => return reply(req, response::MESSAGE_ILLEGAL, format!("bad batch properties: {e}")),
+            };
+            msgs.push(MessageInput {
+                flag: e.flag,
+                body: e.body,
+                properties: props,
+                ..base
+            });
+        }
+        b.store.put(&msgs).await
+    } else {
+        b.store.put(std::slice::from_ref(&base)).await
+    };
+    let code = match &result.status {
+        PutStatus::Ok => response::SUCCESS,
+        PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
+        PutStatus::MessageIllegal(m) => return reply(req, response::MESSAGE_ILLEGAL, m.clone()),
+        PutStatus::ServiceUnavailable(m) => return reply(req, response::SERVICE_NOT_AVAILABLE, m.clone()),
+        PutStatus::DiskFull => {
+            return reply(
+                req,
+                response::SERVICE_NOT_AVAILABLE,
+                "the disk of the broker is full: writes are refused until space is freed",
+            )
+        }
+    };
+    let host = b.store_host;
+    let mut ids = String::with_capacity(result.appended.len() * 33);
+    for (i, a) in result.appended.iter().enumerate() {
+        if i > 0 {
+            ids.push(',');
+        }
+        message_id::encode_into(&mut ids, host, a.physical_offset as i64);
+    }
+    let first = result.appended.first().map(|a| a.queue_offset as i64).unwrap_or(0);
+    let mut resp = RemotingCommand::response_to(req, code, None);
+    SendMessageResponseHeader {
+        msg_id: &ids,
+        queue_id,
+        queue_offset: first,
+        transaction_id: None,
+        region: Some("DefaultRegion"),
+        trace_on: Some(true),
+    }
+    .write_to(&mut resp.ext_fields);
+    resp
+}
+
+/// A cheap per-thread xorshift for spreading sends without a queue id.
+fn rand_u32() -> u32 {
+    use std::cell::Cell;
+    thread_local!(static S: Cell<u32> = Cell::new(0x9E37_79B9 ^ std::process::id()));
+    S.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        s.set(x);
+        x
+    })
+}
