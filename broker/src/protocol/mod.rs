@@ -10,8 +10,10 @@ pub mod error;
 pub mod ext_fields;
 pub mod frame;
 pub mod headers;
+pub mod heartbeat;
 pub mod message_id;
 pub mod properties;
+pub mod route;
 
 pub use codes::{request, response, LanguageCode};
 pub use command::{RemotingCommand, SerializeType, FLAG_ONEWAY, FLAG_RESPONSE};
