@@ -1,8 +1,41 @@
+//! # wasmq
+//!
+//! A RocketMQ-compatible message broker whose filters, transaction check-backs and routing are
+//! WebAssembly plugins (see `DESIGN.md`). This crate holds the broker library and binaries.
+//!
+//! ```text
+//! producer --SEND--> net (frame, connection) -> processor::send -> store::MessageStore::put
+//!                                                                    |  CommitLog.append (mmap)
+//!                                                                    |  Flusher (sync group commit | async)
+//! store Dispatcher ---> ConsumeQueue / IndexService ---> long_poll::PullHold (wakes held pulls)
+//! consumer --PULL--> processor::pull -> subscription filter (tag hash, exact tag) -> record bytes
+//! consumer --HEART_BEAT/offsets/locks--> processor::consumer -> clients / meta::ConsumerOffsets
+//! broker --REGISTER_BROKER--> namesrv (embedded or external) <--GET_ROUTEINFO-- clients
+//! ```
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`store`] | commit log, consume queues, index, flush, checkpoint, recovery, retention |
+//! | [`meta`] | topic configs and consumer offsets on disk |
+//! | [`protocol`] | remoting frames, commands, codes, typed headers, body encodings |
+//! | [`net`] | accept loop, connections (concurrent requests, coalesced writes), outbound client |
+//! | [`namesrv`] | route table and broker liveness; the NameServer request handler |
+//! | [`broker`] | the broker context, request routing, background tasks, `run` |
+//! | [`processor`] | one file per request family: send, pull, consumer, query, admin |
+//! | [`subscription`] | subscriptions and the TAG filter |
+//! | [`clients`] | producer/consumer groups and their connections |
+//! | [`long_poll`] | held pulls woken by the dispatcher |
+//! | [`queue_locks`] | queue locks for orderly consumers |
+//! | [`config`] | broker configuration |
+
+pub mod broker;
 pub mod clients;
 pub mod config;
 pub mod long_poll;
 pub mod meta;
+pub mod namesrv;
 pub mod net;
+pub mod processor;
 pub mod protocol;
 pub mod queue_locks;
 pub mod store;
