@@ -286,3 +286,32 @@ async fn request_timeout() {
     // The late response is discarded and the connection keeps working.
     assert!(client.invoke(req(FAST), T).await.is_ok());
 }
+
+/// Rough throughput check (not a timed test): `cargo test --release -- --ignored throughput --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput() {
+    let (addr, _h, _stop) = start(NetConfig::default()).await;
+    let per_task = 20_000;
+    let conns = 4;
+    let in_flight = 16;
+    let started = std::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..conns {
+        let client = Arc::new(RemotingClient::connect(addr).await.unwrap());
+        for _ in 0..in_flight {
+            let client = client.clone();
+            set.spawn(async move {
+                for _ in 0..per_task / in_flight {
+                    client.invoke(req(FAST), T).await.unwrap();
+                }
+            });
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    let n = conns * per_task;
+    let secs = started.elapsed().as_secs_f64();
+    println!("{n} requests in {secs:.2}s = {:.0} req/s", n as f64 / secs);
+}

@@ -501,6 +501,33 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic() {
+        let codec = FrameCodec::new(4096);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..3000 {
+            let len = (next() % 96) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 2 == 0 && len >= 8 {
+                // Plausible lengths so the header decoders get exercised.
+                let total = (len - 4) as i32;
+                bytes[..4].copy_from_slice(&total.to_be_bytes());
+                let hl = (next() % (len as u64 - 7)) as u32 | ((round as u32 % 3) << 24);
+                bytes[4..8].copy_from_slice(&hl.to_be_bytes());
+            }
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(f)) = codec.decode(&mut buf) {
+                let _ = RemotingCommand::decode(f);
+            }
+        }
+    }
+
+    #[test]
     fn binary_round_trip_and_truncation() {
         let mut ext = ExtFields::new();
         ext.insert("topic", "T");

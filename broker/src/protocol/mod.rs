@@ -20,3 +20,5 @@ pub use command::{RemotingCommand, SerializeType, FLAG_ONEWAY, FLAG_RESPONSE};
 pub use error::{BodyError, CommandError, FrameError, HeaderError};
 pub use ext_fields::ExtFields;
 pub use frame::{FrameCodec, RawFrame, DEFAULT_MAX_FRAME_LEN};
+pub use heartbeat::HeartbeatData;
+pub use route::TopicRouteData;
