@@ -33,7 +33,10 @@ pub enum BrokerError {
     #[error(transparent)]
     Meta(#[from] MetaError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub struct Broker {
@@ -52,7 +55,10 @@ pub struct Broker {
 
 impl Broker {
     /// Opens the store and metadata (crash recovery happens here).
-    pub fn open(config: BrokerConfig, namesrv: Option<Arc<NameServer>>) -> Result<Arc<Broker>, BrokerError> {
+    pub fn open(
+        config: BrokerConfig,
+        namesrv: Option<Arc<NameServer>>,
+    ) -> Result<Arc<Broker>, BrokerError> {
         config.validate()?;
         let store_host = config.advertised();
         let store = Arc::new(MessageStore::open(config.store.clone(), store_host)?);
@@ -123,7 +129,10 @@ impl Broker {
 
     pub fn notify_consumer_ids_changed(&self, group: &str) {
         for conn in self.clients.consumer_connections(group) {
-            let cmd = RemotingCommand::new_request(request::NOTIFY_CONSUMER_IDS_CHANGED, notify_consumer_ids_changed(group));
+            let cmd = RemotingCommand::new_request(
+                request::NOTIFY_CONSUMER_IDS_CHANGED,
+                notify_consumer_ids_changed(group),
+            );
             if let Err(e) = conn.send_oneway(cmd) {
                 tracing::debug!(group, error = %e, "could not notify a consumer");
             }
@@ -155,7 +164,7 @@ impl Broker {
         }
     }
 
-    async fn register_all(&self, clients: &mut Vec<(String, Option<RemotingClient>)>) {
+    async fn register_all(&self, clients: &mut [(String, Option<RemotingClient>)]) {
         let body = self.registration();
         if let Some(ns) = &self.namesrv {
             ns.register(&body);
@@ -169,10 +178,13 @@ impl Broker {
                 tracing::warn!(namesrv = %addr, "cannot reach NameServer");
                 continue;
             };
-            let req = RemotingCommand::new_request(request::REGISTER_BROKER, Default::default()).with_body(bytes.clone());
+            let req = RemotingCommand::new_request(request::REGISTER_BROKER, Default::default())
+                .with_body(bytes.clone());
             match c.invoke(req, Duration::from_secs(3)).await {
                 Ok(r) if r.code == response::SUCCESS => {}
-                Ok(r) => tracing::warn!(namesrv = %addr, code = r.code, remark = ?r.remark, "registration refused"),
+                Ok(r) => {
+                    tracing::warn!(namesrv = %addr, code = r.code, remark = ?r.remark, "registration refused")
+                }
                 Err(e) => {
                     tracing::warn!(namesrv = %addr, error = %e, "registration failed");
                     *client = None;
@@ -183,12 +195,18 @@ impl Broker {
 
     /// Background work until shutdown.
     async fn tasks(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut ns_clients: Vec<(String, Option<RemotingClient>)> =
-            self.config.namesrv_addrs.iter().map(|a| (a.clone(), None)).collect();
+        let mut ns_clients: Vec<(String, Option<RemotingClient>)> = self
+            .config
+            .namesrv_addrs
+            .iter()
+            .map(|a| (a.clone(), None))
+            .collect();
         let register_every = Duration::from_millis(self.config.register_interval_ms);
         let mut register = tokio::time::interval(register_every);
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
-        let mut persist = tokio::time::interval(Duration::from_millis(self.config.offset_persist_interval_ms));
+        let mut persist = tokio::time::interval(Duration::from_millis(
+            self.config.offset_persist_interval_ms,
+        ));
         let expiry = Duration::from_millis(self.config.client_expiry_ms);
         loop {
             tokio::select! {
@@ -291,8 +309,13 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
 
 /// Runs a node until `shutdown` turns true: the broker, and the embedded NameServer unless it is
 /// disabled. Returns after a clean shutdown (listeners stopped, offsets and store flushed).
-pub async fn run(config: BrokerConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), BrokerError> {
-    let namesrv = config.namesrv_listen.map(|_| Arc::new(NameServer::default()));
+pub async fn run(
+    config: BrokerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    let namesrv = config
+        .namesrv_listen
+        .map(|_| Arc::new(NameServer::default()));
     let broker_listener = bind(config.listen).await?;
     let ns_listener = match config.namesrv_listen {
         Some(a) => Some(bind(a).await?),

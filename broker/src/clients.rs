@@ -73,10 +73,9 @@ impl ClientRegistry {
             }
         };
         for s in subs {
-            let keep = g
-                .subscriptions
-                .get(&s.topic)
-                .is_some_and(|old| old.sub_version > s.sub_version && old.expression == s.expression);
+            let keep = g.subscriptions.get(&s.topic).is_some_and(|old| {
+                old.sub_version > s.sub_version && old.expression == s.expression
+            });
             if !keep {
                 g.subscriptions.insert(s.topic.clone(), Arc::new(s));
             }
@@ -124,7 +123,9 @@ impl ClientRegistry {
     pub fn sweep(&self, closed_conn: Option<u64>, expiry: Duration) -> Vec<String> {
         let now = Instant::now();
         let gone = |c: &ClientChannel| {
-            Some(c.conn.id()) == closed_conn || c.conn.is_closed() || now.duration_since(c.last_seen) > expiry
+            Some(c.conn.id()) == closed_conn
+                || c.conn.is_closed()
+                || now.duration_since(c.last_seen) > expiry
         };
         let mut changed = Vec::new();
         {
@@ -174,7 +175,12 @@ impl ClientRegistry {
     }
 
     pub fn subscription(&self, group: &str, topic: &str) -> Option<Arc<Subscription>> {
-        self.consumers.read().get(group)?.subscriptions.get(topic).cloned()
+        self.consumers
+            .read()
+            .get(group)?
+            .subscriptions
+            .get(topic)
+            .cloned()
     }
 
     pub fn consumer_info(&self, group: &str) -> Option<ConsumerInfo> {

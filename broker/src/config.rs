@@ -112,14 +112,19 @@ impl BrokerConfig {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.broker_name.is_empty() || self.cluster_name.is_empty() {
-            return Err(ConfigError::Invalid("broker_name and cluster_name must not be empty".into()));
+            return Err(ConfigError::Invalid(
+                "broker_name and cluster_name must not be empty".into(),
+            ));
         }
         if !(1..=1024).contains(&self.default_topic_queue_nums) {
-            return Err(ConfigError::Invalid("default_topic_queue_nums must be within 1..=1024".into()));
+            return Err(ConfigError::Invalid(
+                "default_topic_queue_nums must be within 1..=1024".into(),
+            ));
         }
         if self.advertised().ip().is_unspecified() {
             return Err(ConfigError::Invalid(
-                "listening on an unspecified address needs advertised_addr (clients dial it)".into(),
+                "listening on an unspecified address needs advertised_addr (clients dial it)"
+                    .into(),
             ));
         }
         Ok(())

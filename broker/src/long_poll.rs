@@ -10,9 +10,12 @@ use tokio::sync::Notify;
 
 use crate::store::ArrivalListener;
 
+/// One notifier per (topic, queue id).
+type Waiters = HashMap<(Arc<str>, i32), Arc<Notify>>;
+
 #[derive(Default)]
 pub struct PullHold {
-    queues: Mutex<HashMap<(Arc<str>, i32), Arc<Notify>>>,
+    queues: Mutex<Waiters>,
 }
 
 impl PullHold {

@@ -66,7 +66,10 @@ mod tests {
         assert!(l.lock("g", "c2", &q).is_empty());
         assert_eq!(l.lock("other", "c2", &q).len(), 2, "groups are independent");
         l.unlock("g", "c2", &q[..1]);
-        assert!(l.lock("g", "c2", &q[..1]).is_empty(), "only the owner unlocks");
+        assert!(
+            l.lock("g", "c2", &q[..1]).is_empty(),
+            "only the owner unlocks"
+        );
         l.unlock("g", "c1", &q[..1]);
         assert_eq!(l.lock("g", "c2", &q[..1]).len(), 1);
         l.release_client("g", "c1");

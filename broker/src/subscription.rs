@@ -32,7 +32,12 @@ pub const MAX_EXPRESSION_LEN: usize = 64 * 1024;
 
 impl Subscription {
     /// Parses `expression` of `expression_type` (empty type = TAG, as older clients send).
-    pub fn parse(topic: &str, expression_type: &str, expression: &str, sub_version: i64) -> Result<Subscription, SubscriptionError> {
+    pub fn parse(
+        topic: &str,
+        expression_type: &str,
+        expression: &str,
+        sub_version: i64,
+    ) -> Result<Subscription, SubscriptionError> {
         let ty = if expression_type.is_empty() {
             EXPRESSION_TAG
         } else {
@@ -131,7 +136,10 @@ mod tests {
         assert_eq!(f.tags().collect::<Vec<_>>(), ["TagA", "TagB"]);
         assert!(f.by_tag_hash(tag_hash("TagB")));
         assert!(!f.by_tag_hash(tag_hash("TagC")));
-        assert!(!f.by_tag_hash(0), "untagged messages do not match a tag list");
+        assert!(
+            !f.by_tag_hash(0),
+            "untagged messages do not match a tag list"
+        );
     }
 
     #[test]

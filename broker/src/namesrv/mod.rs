@@ -52,31 +52,43 @@ impl NameServer {
                     Some(r) => ok().with_body(r.to_json()),
                     None => reply(
                         response::TOPIC_NOT_EXIST,
-                        format!("No topic route info in name server for the topic: {}", h.topic),
+                        format!(
+                            "No topic route info in name server for the topic: {}",
+                            h.topic
+                        ),
                     ),
                 }
             }
-            request::REGISTER_BROKER => match serde_json::from_slice::<RegisterBrokerBody>(&req.body) {
-                Ok(body) => {
-                    self.register(&body);
-                    let result = RegisterBrokerResult {
-                        master_addr: None,
-                        expire_millis: Some(BROKER_EXPIRY.as_millis() as i64),
-                    };
-                    ok().with_body(serde_json::to_vec(&result).unwrap_or_default())
+            request::REGISTER_BROKER => {
+                match serde_json::from_slice::<RegisterBrokerBody>(&req.body) {
+                    Ok(body) => {
+                        self.register(&body);
+                        let result = RegisterBrokerResult {
+                            master_addr: None,
+                            expire_millis: Some(BROKER_EXPIRY.as_millis() as i64),
+                        };
+                        ok().with_body(serde_json::to_vec(&result).unwrap_or_default())
+                    }
+                    Err(e) => reply(
+                        response::SYSTEM_ERROR,
+                        format!("bad registration body: {e}"),
+                    ),
                 }
-                Err(e) => reply(response::SYSTEM_ERROR, format!("bad registration body: {e}")),
-            },
-            request::UNREGISTER_BROKER => match serde_json::from_slice::<UnregisterBrokerBody>(&req.body) {
-                Ok(body) => {
-                    self.table.write().unregister(&body.broker_name, body.broker_id);
-                    ok()
-                }
-                Err(e) => reply(response::SYSTEM_ERROR, format!("bad body: {e}")),
-            },
-            request::GET_BROKER_CLUSTER_INFO => {
-                ok().with_body(serde_json::to_vec(&self.table.read().cluster_info()).unwrap_or_default())
             }
+            request::UNREGISTER_BROKER => {
+                match serde_json::from_slice::<UnregisterBrokerBody>(&req.body) {
+                    Ok(body) => {
+                        self.table
+                            .write()
+                            .unregister(&body.broker_name, body.broker_id);
+                        ok()
+                    }
+                    Err(e) => reply(response::SYSTEM_ERROR, format!("bad body: {e}")),
+                }
+            }
+            request::GET_BROKER_CLUSTER_INFO => ok().with_body(
+                serde_json::to_vec(&self.table.read().cluster_info()).unwrap_or_default(),
+            ),
             request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => {
                 let body = serde_json::json!({ "topicList": self.table.read().topics() });
                 ok().with_body(serde_json::to_vec(&body).unwrap_or_default())

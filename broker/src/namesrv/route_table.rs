@@ -84,7 +84,11 @@ impl RouteTable {
     /// topics on demand (they registered `TBW102`).
     pub fn route(&self, topic: &str) -> Option<TopicRouteData> {
         let mut route = TopicRouteData::default();
-        let add = |route: &mut TopicRouteData, name: &str, e: &BrokerEntry, t: &TopicConfigData, p: i32| {
+        let add = |route: &mut TopicRouteData,
+                   name: &str,
+                   e: &BrokerEntry,
+                   t: &TopicConfigData,
+                   p: i32| {
             route.queue_datas.push(QueueData {
                 broker_name: name.to_string(),
                 read_queue_nums: t.read_queue_nums,
@@ -134,7 +138,10 @@ impl RouteTable {
                 name.clone(),
                 serde_json::to_value(Self::broker_data(name, e)).unwrap_or_default(),
             );
-            clusters.entry(e.cluster.clone()).or_default().push(name.clone());
+            clusters
+                .entry(e.cluster.clone())
+                .or_default()
+                .push(name.clone());
         }
         serde_json::json!({ "brokerAddrTable": brokers, "clusterAddrTable": clusters })
     }

@@ -14,7 +14,11 @@ pub fn create_topic(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         Err(e) => return bad_header(req, e),
     };
     if !(1..=1024).contains(&h.read_queue_nums) || !(1..=1024).contains(&h.write_queue_nums) {
-        return reply(req, response::INVALID_PARAMETER, "queue counts must be within 1..=1024");
+        return reply(
+            req,
+            response::INVALID_PARAMETER,
+            "queue counts must be within 1..=1024",
+        );
     }
     let cfg = TopicConfig {
         topic_name: h.topic.to_string(),

@@ -8,7 +8,8 @@ use crate::broker::Broker;
 use crate::clients::ConsumerInfo;
 use crate::net::Connection;
 use crate::protocol::headers::{
-    GetConsumerListHeader, QueryConsumerOffsetHeader, UnregisterClientHeader, UpdateConsumerOffsetHeader,
+    GetConsumerListHeader, QueryConsumerOffsetHeader, UnregisterClientHeader,
+    UpdateConsumerOffsetHeader,
 };
 use crate::protocol::heartbeat::{
     self, CheckClientConfigBody, GetConsumerListResponseBody, HeartbeatData, LockBatchRequestBody,
@@ -22,10 +23,17 @@ use super::{bad_header, ok, reply};
 pub fn heartbeat(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> RemotingCommand {
     let hb: HeartbeatData = match heartbeat::from_json(&req.body) {
         Ok(h) => h,
-        Err(e) => return reply(req, response::SYSTEM_ERROR, format!("bad heartbeat body: {e}")),
+        Err(e) => {
+            return reply(
+                req,
+                response::SYSTEM_ERROR,
+                format!("bad heartbeat body: {e}"),
+            )
+        }
     };
     for p in &hb.producer_data_set {
-        b.clients.register_producer(&p.group_name, &hb.client_id, conn);
+        b.clients
+            .register_producer(&p.group_name, &hb.client_id, conn);
     }
     for c in &hb.consumer_data_set {
         let mut subs = Vec::with_capacity(c.subscription_data_set.len());
@@ -45,7 +53,9 @@ pub fn heartbeat(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> R
             message_model: c.message_model.name().to_string(),
             consume_from_where: c.consume_from_where.name().to_string(),
         };
-        if b.clients.register_consumer(&c.group_name, &hb.client_id, conn, info, subs) {
+        if b.clients
+            .register_consumer(&c.group_name, &hb.client_id, conn, info, subs)
+        {
             tracing::info!(group = %c.group_name, client = %hb.client_id, "consumer joined");
             b.notify_consumer_ids_changed(&c.group_name);
         }
@@ -78,9 +88,15 @@ pub fn consumer_list(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     };
     let ids = b.clients.consumer_ids(h.consumer_group);
     if ids.is_empty() {
-        return reply(req, response::SYSTEM_ERROR, format!("no consumer for this group, {}", h.consumer_group));
+        return reply(
+            req,
+            response::SYSTEM_ERROR,
+            format!("no consumer for this group, {}", h.consumer_group),
+        );
     }
-    ok(req).with_body(heartbeat::to_json(&GetConsumerListResponseBody { consumer_id_list: ids }))
+    ok(req).with_body(heartbeat::to_json(&GetConsumerListResponseBody {
+        consumer_id_list: ids,
+    }))
 }
 
 pub fn query_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
@@ -106,7 +122,11 @@ pub fn query_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
             r.ext_fields.insert_display("offset", o);
             r
         }
-        None => reply(req, response::QUERY_NOT_FOUND, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first"),
+        None => reply(
+            req,
+            response::QUERY_NOT_FOUND,
+            "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
+        ),
     }
 }
 
@@ -116,14 +136,25 @@ pub fn update_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         Err(e) => return bad_header(req, e),
     };
     if h.commit_offset < 0 || b.topics.get(h.topic).is_none() {
-        return reply(req, response::SYSTEM_ERROR, format!("bad offset {} or unknown topic {}", h.commit_offset, h.topic));
+        return reply(
+            req,
+            response::SYSTEM_ERROR,
+            format!(
+                "bad offset {} or unknown topic {}",
+                h.commit_offset, h.topic
+            ),
+        );
     }
-    b.offsets.commit(h.consumer_group, h.topic, h.queue_id, h.commit_offset);
+    b.offsets
+        .commit(h.consumer_group, h.topic, h.queue_id, h.commit_offset);
     ok(req)
 }
 
 fn queues(body: &LockBatchRequestBody) -> Vec<(String, i32)> {
-    body.mq_set.iter().map(|q| (q.topic.clone(), q.queue_id)).collect()
+    body.mq_set
+        .iter()
+        .map(|q| (q.topic.clone(), q.queue_id))
+        .collect()
 }
 
 pub fn lock(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
@@ -131,14 +162,22 @@ pub fn lock(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         Ok(x) => x,
         Err(e) => return reply(req, response::SYSTEM_ERROR, format!("bad lock body: {e}")),
     };
-    let locked = b.locks.lock(&body.consumer_group, &body.client_id, &queues(&body));
+    let locked = b
+        .locks
+        .lock(&body.consumer_group, &body.client_id, &queues(&body));
     let lock_ok_mq_set = body
         .mq_set
         .iter()
-        .filter(|q| locked.iter().any(|(t, i)| *t == q.topic && *i == q.queue_id))
+        .filter(|q| {
+            locked
+                .iter()
+                .any(|(t, i)| *t == q.topic && *i == q.queue_id)
+        })
         .cloned()
         .collect::<Vec<MessageQueue>>();
-    ok(req).with_body(heartbeat::to_json(&LockBatchResponseBody { lock_ok_mq_set }))
+    ok(req).with_body(heartbeat::to_json(&LockBatchResponseBody {
+        lock_ok_mq_set,
+    }))
 }
 
 pub fn unlock(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
@@ -146,7 +185,8 @@ pub fn unlock(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         Ok(x) => x,
         Err(e) => return reply(req, response::SYSTEM_ERROR, format!("bad unlock body: {e}")),
     };
-    b.locks.unlock(&body.consumer_group, &body.client_id, &queues(&body));
+    b.locks
+        .unlock(&body.consumer_group, &body.client_id, &queues(&body));
     ok(req)
 }
 
@@ -156,7 +196,9 @@ pub fn check_client_config(req: &RemotingCommand) -> RemotingCommand {
         Err(e) => return reply(req, response::SYSTEM_ERROR, format!("bad body: {e}")),
     };
     if let Some(s) = &body.subscription_data {
-        if let Err(e) = Subscription::parse(&s.topic, &s.expression_type, &s.sub_string, s.sub_version) {
+        if let Err(e) =
+            Subscription::parse(&s.topic, &s.expression_type, &s.sub_string, s.sub_version)
+        {
             return reply(req, response::SUBSCRIPTION_PARSE_FAILED, e.to_string());
         }
     }

@@ -10,7 +10,11 @@ pub mod send;
 use crate::protocol::{response, RemotingCommand};
 
 /// A response with `code` and a remark.
-pub(crate) fn reply(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> RemotingCommand {
+pub(crate) fn reply(
+    req: &RemotingCommand,
+    code: i32,
+    remark: impl Into<String>,
+) -> RemotingCommand {
     RemotingCommand::response_to(req, code, Some(remark.into()))
 }
 
@@ -21,5 +25,9 @@ pub(crate) fn ok(req: &RemotingCommand) -> RemotingCommand {
 
 /// A request whose header could not be parsed.
 pub(crate) fn bad_header(req: &RemotingCommand, e: impl std::fmt::Display) -> RemotingCommand {
-    reply(req, response::SYSTEM_ERROR, format!("bad request header: {e}"))
+    reply(
+        req,
+        response::SYSTEM_ERROR,
+        format!("bad request header: {e}"),
+    )
 }

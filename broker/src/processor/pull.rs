@@ -31,7 +31,11 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         );
     };
     if !topic.readable() {
-        return reply(req, response::NO_PERMISSION, format!("the topic[{}] pulling message is forbidden", h.topic));
+        return reply(
+            req,
+            response::NO_PERMISSION,
+            format!("the topic[{}] pulling message is forbidden", h.topic),
+        );
     }
     if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums as i32 {
         return reply(
@@ -45,7 +49,12 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     }
     let sub: Arc<Subscription> = if h.has_flag(pull_sys_flag::SUBSCRIPTION) {
         let expr = h.subscription.unwrap_or("*");
-        match Subscription::parse(h.topic, h.expression_type.unwrap_or(""), expr, h.sub_version) {
+        match Subscription::parse(
+            h.topic,
+            h.expression_type.unwrap_or(""),
+            expr,
+            h.sub_version,
+        ) {
             Ok(s) => Arc::new(s),
             Err(e) => return parse_failed(req, e),
         }
@@ -65,7 +74,8 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         }
     };
     if h.has_flag(pull_sys_flag::COMMIT_OFFSET) && h.commit_offset >= 0 {
-        b.offsets.commit(h.consumer_group, h.topic, h.queue_id, h.commit_offset);
+        b.offsets
+            .commit(h.consumer_group, h.topic, h.queue_id, h.commit_offset);
     }
     let max_msgs = h.max_msg_nums.clamp(1, 1024) as usize;
     let max_bytes = h
@@ -77,7 +87,9 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     let offset = h.queue_offset.max(0) as u64;
     let suspend = h.has_flag(pull_sys_flag::SUSPEND) && h.suspend_timeout_millis > 0;
     let deadline = Instant::now()
-        + Duration::from_millis((h.suspend_timeout_millis.max(0) as u64).min(b.config.max_long_poll_ms));
+        + Duration::from_millis(
+            (h.suspend_timeout_millis.max(0) as u64).min(b.config.max_long_poll_ms),
+        );
     loop {
         // Register interest before reading, so an arrival in between is not lost.
         let notify = suspend.then(|| b.hold.notifier(h.topic, h.queue_id));
@@ -86,9 +98,14 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         if let Some(w) = waiting.as_mut().as_pin_mut() {
             w.enable();
         }
-        let got = b
-            .store
-            .get_messages(h.topic, h.queue_id, offset, max_msgs, max_bytes, &sub.filter);
+        let got = b.store.get_messages(
+            h.topic,
+            h.queue_id,
+            offset,
+            max_msgs,
+            max_bytes,
+            &sub.filter,
+        );
         let (code, next) = status_code(&got, offset);
         if code != response::PULL_NOT_FOUND || !suspend || Instant::now() >= deadline {
             return respond(req, code, next, got);
@@ -101,7 +118,11 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
 }
 
 fn parse_failed(req: &RemotingCommand, e: SubscriptionError) -> RemotingCommand {
-    reply(req, response::SUBSCRIPTION_PARSE_FAILED, format!("parse the consumer's subscription failed: {e}"))
+    reply(
+        req,
+        response::SUBSCRIPTION_PARSE_FAILED,
+        format!("parse the consumer's subscription failed: {e}"),
+    )
 }
 
 /// RocketMQ's mapping of a read's outcome to a pull response code and next offset.
@@ -116,8 +137,12 @@ fn status_code(got: &GetResult, offset: u64) -> (i32, u64) {
                 (response::PULL_NOT_FOUND, 0)
             }
         }
-        GetStatus::OffsetFoundNull | GetStatus::OffsetOverflowOne => (response::PULL_NOT_FOUND, got.next_offset),
-        GetStatus::OffsetOverflowBadly | GetStatus::OffsetTooSmall => (response::PULL_OFFSET_MOVED, got.next_offset),
+        GetStatus::OffsetFoundNull | GetStatus::OffsetOverflowOne => {
+            (response::PULL_NOT_FOUND, got.next_offset)
+        }
+        GetStatus::OffsetOverflowBadly | GetStatus::OffsetTooSmall => {
+            (response::PULL_OFFSET_MOVED, got.next_offset)
+        }
     }
 }
 

@@ -5,7 +5,8 @@ use bytes::BytesMut;
 
 use crate::broker::Broker;
 use crate::protocol::headers::{
-    BoundaryType, GetMaxOffsetHeader, QueryMessageHeader, QueueHeader, SearchOffsetHeader, ViewMessageByIdHeader,
+    BoundaryType, GetMaxOffsetHeader, QueryMessageHeader, QueueHeader, SearchOffsetHeader,
+    ViewMessageByIdHeader,
 };
 use crate::protocol::{response, RemotingCommand};
 use crate::store::Boundary;
@@ -20,14 +21,22 @@ fn with_field(req: &RemotingCommand, key: &str, v: i64) -> RemotingCommand {
 
 pub fn max_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     match GetMaxOffsetHeader::parse(&req.ext_fields) {
-        Ok(h) => with_field(req, "offset", b.store.max_offset(h.topic, h.queue_id) as i64),
+        Ok(h) => with_field(
+            req,
+            "offset",
+            b.store.max_offset(h.topic, h.queue_id) as i64,
+        ),
         Err(e) => bad_header(req, e),
     }
 }
 
 pub fn min_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     match QueueHeader::parse(&req.ext_fields) {
-        Ok(h) => with_field(req, "offset", b.store.min_offset(h.topic, h.queue_id) as i64),
+        Ok(h) => with_field(
+            req,
+            "offset",
+            b.store.min_offset(h.topic, h.queue_id) as i64,
+        ),
         Err(e) => bad_header(req, e),
     }
 }
@@ -36,7 +45,11 @@ pub fn earliest_store_time(b: &Broker, req: &RemotingCommand) -> RemotingCommand
     match QueueHeader::parse(&req.ext_fields) {
         Ok(h) => match b.store.earliest_store_time(h.topic, h.queue_id) {
             Some(t) => with_field(req, "timestamp", t),
-            None => reply(req, response::SYSTEM_ERROR, format!("no message in {} queue {}", h.topic, h.queue_id)),
+            None => reply(
+                req,
+                response::SYSTEM_ERROR,
+                format!("no message in {} queue {}", h.topic, h.queue_id),
+            ),
         },
         Err(e) => bad_header(req, e),
     }
@@ -49,7 +62,9 @@ pub fn search_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
                 BoundaryType::Lower => Boundary::Lower,
                 BoundaryType::Upper => Boundary::Upper,
             };
-            let o = b.store.search_offset(h.topic, h.queue_id, h.timestamp, boundary);
+            let o = b
+                .store
+                .search_offset(h.topic, h.queue_id, h.timestamp, boundary);
             with_field(req, "offset", o as i64)
         }
         Err(e) => bad_header(req, e),
@@ -61,9 +76,16 @@ pub fn view_by_id(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         Ok(h) => h,
         Err(e) => return bad_header(req, e),
     };
-    match (h.offset >= 0).then(|| b.store.view(h.offset as u64)).flatten() {
+    match (h.offset >= 0)
+        .then(|| b.store.view(h.offset as u64))
+        .flatten()
+    {
         Some(rec) => ok(req).with_body(rec.into_bytes()),
-        None => reply(req, response::SYSTEM_ERROR, format!("no message at offset {}", h.offset)),
+        None => reply(
+            req,
+            response::SYSTEM_ERROR,
+            format!("no message at offset {}", h.offset),
+        ),
     }
 }
 
@@ -82,14 +104,22 @@ pub fn query_message(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         h.unique_key_query,
     );
     if found.is_empty() {
-        return reply(req, response::QUERY_NOT_FOUND, format!("can not find message, key: {}", h.key));
+        return reply(
+            req,
+            response::QUERY_NOT_FOUND,
+            format!("can not find message, key: {}", h.key),
+        );
     }
     let mut body = BytesMut::new();
     for r in &found {
         body.extend_from_slice(r);
     }
     let mut r = ok(req).with_body(body.freeze());
-    r.ext_fields.insert_display("indexLastUpdateTimestamp", crate::store::commit_log::now_ms());
-    r.ext_fields.insert_display("indexLastUpdatePhyoffset", b.store.log_max_offset());
+    r.ext_fields.insert_display(
+        "indexLastUpdateTimestamp",
+        crate::store::commit_log::now_ms(),
+    );
+    r.ext_fields
+        .insert_display("indexLastUpdatePhyoffset", b.store.log_max_offset());
     r
 }

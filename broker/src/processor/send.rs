@@ -64,13 +64,25 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
         let entries = match batch::decode(&req.body) {
             Ok(e) if !e.is_empty() => e,
             Ok(_) => return reply(req, response::MESSAGE_ILLEGAL, "empty batch"),
-            Err(e) => return reply(req, response::MESSAGE_ILLEGAL, format!("bad batch body: {e}")),
+            Err(e) => {
+                return reply(
+                    req,
+                    response::MESSAGE_ILLEGAL,
+                    format!("bad batch body: {e}"),
+                )
+            }
         };
         let mut msgs = Vec::with_capacity(entries.len());
         for e in &entries {
             let props = match e.properties_str() {
                 Ok(p) => p,
-                Err(e) => return reply(req, response::MESSAGE_ILLEGAL, format!("bad batch properties: {e}")),
+                Err(e) => {
+                    return reply(
+                        req,
+                        response::MESSAGE_ILLEGAL,
+                        format!("bad batch properties: {e}"),
+                    )
+                }
             };
             msgs.push(MessageInput {
                 flag: e.flag,
@@ -87,7 +99,9 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
         PutStatus::Ok => response::SUCCESS,
         PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
         PutStatus::MessageIllegal(m) => return reply(req, response::MESSAGE_ILLEGAL, m.clone()),
-        PutStatus::ServiceUnavailable(m) => return reply(req, response::SERVICE_NOT_AVAILABLE, m.clone()),
+        PutStatus::ServiceUnavailable(m) => {
+            return reply(req, response::SERVICE_NOT_AVAILABLE, m.clone())
+        }
         PutStatus::DiskFull => {
             return reply(
                 req,
@@ -104,7 +118,11 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
         }
         message_id::encode_into(&mut ids, host, a.physical_offset as i64);
     }
-    let first = result.appended.first().map(|a| a.queue_offset as i64).unwrap_or(0);
+    let first = result
+        .appended
+        .first()
+        .map(|a| a.queue_offset as i64)
+        .unwrap_or(0);
     let mut resp = RemotingCommand::response_to(req, code, None);
     SendMessageResponseHeader {
         msg_id: &ids,

@@ -1,0 +1,138 @@
+//! `wasmq-broker`: a broker node, with an embedded NameServer unless told otherwise.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use wasmq::config::BrokerConfig;
+use wasmq::store::FlushMode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wasmq-broker",
+    version,
+    about = "wasmq broker (RocketMQ-compatible), single node by default"
+)]
+struct Args {
+    /// Config file (TOML with [broker] and [store] tables). Default: conf/broker.toml if present.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Broker listen address.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Address clients are told to dial (defaults to --listen).
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
+    /// Embedded NameServer address, or `off`.
+    #[arg(long)]
+    namesrv_listen: Option<String>,
+    /// External NameServers to register with: ADDR[;ADDR...]
+    #[arg(long)]
+    namesrv: Option<String>,
+    /// Store directory (default ./data/store, or $WASMQ_HOME/store).
+    #[arg(long)]
+    store_dir: Option<PathBuf>,
+    /// Flush mode: sync or async.
+    #[arg(long, value_parser = parse_flush)]
+    flush: Option<FlushMode>,
+    #[arg(long)]
+    broker_name: Option<String>,
+    /// Commit log segment size in bytes (tests use small segments).
+    #[arg(long)]
+    segment_size: Option<u64>,
+}
+
+fn parse_flush(s: &str) -> Result<FlushMode, String> {
+    match s {
+        "sync" => Ok(FlushMode::Sync),
+        "async" => Ok(FlushMode::Async),
+        _ => Err(format!("flush mode must be sync or async, not {s:?}")),
+    }
+}
+
+fn config(args: &Args) -> anyhow::Result<BrokerConfig> {
+    let default_file = PathBuf::from("conf/broker.toml");
+    let mut cfg = match &args.config {
+        Some(p) => BrokerConfig::load(p)?,
+        None if default_file.exists() => BrokerConfig::load(&default_file)?,
+        None => BrokerConfig::default(),
+    };
+    if let Some(home) = std::env::var_os("WASMQ_HOME") {
+        cfg.store.dir = PathBuf::from(home).join("store");
+    }
+    if let Some(a) = args.listen {
+        cfg.listen = a;
+    }
+    if let Some(a) = args.advertise {
+        cfg.advertised_addr = Some(a);
+    }
+    if let Some(ns) = &args.namesrv_listen {
+        cfg.namesrv_listen = if ns == "off" {
+            None
+        } else {
+            Some(
+                ns.parse()
+                    .with_context(|| format!("--namesrv-listen {ns:?}"))?,
+            )
+        };
+    }
+    if let Some(ns) = &args.namesrv {
+        cfg.namesrv_addrs = ns
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+    }
+    if let Some(d) = &args.store_dir {
+        cfg.store.dir = d.clone();
+    }
+    if let Some(f) = args.flush {
+        cfg.store.flush_mode = f;
+    }
+    if let Some(n) = &args.broker_name {
+        cfg.broker_name = n.clone();
+    }
+    if let Some(s) = args.segment_size {
+        cfg.store.commit_log_segment_size = s;
+        cfg.store.max_message_size = cfg.store.max_message_size.min((s / 2) as usize);
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let cfg = config(&args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wasmq-worker")
+        .build()?;
+    rt.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot watch SIGTERM");
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+            }
+            let _ = tx.send(true);
+        });
+        wasmq::broker::run(cfg, rx).await
+    })?;
+    Ok(())
+}
