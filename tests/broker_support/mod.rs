@@ -1,0 +1,136 @@
+//! Starts the real `wasmq-broker` binary on free loopback ports in a temp store directory, and
+//! stops it by PID (SIGTERM for a clean stop, SIGKILL for a crash) when the test is done.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub struct BrokerProc {
+    pub child: Option<Child>,
+    pub broker: SocketAddr,
+    pub namesrv: SocketAddr,
+    pub store_dir: PathBuf,
+    pub log: PathBuf,
+    extra: Vec<String>,
+}
+
+impl BrokerProc {
+    /// Starts a broker with an embedded NameServer; `extra` are more flags (e.g. `--flush sync`).
+    pub fn start(store_dir: &Path, extra: &[&str]) -> BrokerProc {
+        let broker: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let namesrv: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut p = BrokerProc {
+            child: None,
+            broker,
+            namesrv,
+            store_dir: store_dir.to_path_buf(),
+            log: store_dir.with_extension("log"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_wasmq-broker"))
+            .args(["--listen", &self.broker.to_string()])
+            .args(["--namesrv-listen", &self.namesrv.to_string()])
+            .arg("--store-dir")
+            .arg(&self.store_dir)
+            .args(["--segment-size", "8388608"])
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start wasmq-broker");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect(self.broker).is_ok() && TcpStream::connect(self.namesrv).is_ok() {
+                return;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("broker exited early ({st}); log:\n{}", self.log_text());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop. Returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts again on the same ports and store.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill first");
+        self.spawn();
+    }
+}
+
+impl Drop for BrokerProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
