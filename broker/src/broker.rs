@@ -98,9 +98,14 @@ impl Broker {
         let t = match self.topics.get(topic) {
             Some(t) => t,
             None if self.config.auto_create_topic && topic != AUTO_CREATE_TOPIC => {
+                let queues = if crate::namesrv::route_table::is_group_topic(topic) {
+                    1
+                } else {
+                    self.config.default_topic_queue_nums
+                };
                 let t = self
                     .topics
-                    .get_or_create(topic, self.config.default_topic_queue_nums)
+                    .get_or_create(topic, queues)
                     .map_err(|e| (response::SYSTEM_ERROR, e.to_string()))?;
                 tracing::info!(topic, queues = t.write_queue_nums, "topic auto-created");
                 self.topics_changed();

@@ -11,6 +11,11 @@ use crate::protocol::route::{
 /// The topic brokers register when they create topics on demand (RocketMQ's `TBW102`).
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
 
+/// `%RETRY%<group>` and `%DLQ%<group>`: created per consumer group with one queue.
+pub fn is_group_topic(topic: &str) -> bool {
+    topic.starts_with("%RETRY%") || topic.starts_with("%DLQ%")
+}
+
 struct BrokerEntry {
     cluster: String,
     /// broker id -> (address, last registration)
@@ -110,6 +115,13 @@ impl RouteTable {
             for name in &names {
                 let e = &self.brokers[*name];
                 if let Some(t) = e.topics.get(AUTO_CREATE_TOPIC) {
+                    // Retry and dead-letter topics have one queue (RocketMQ's rule).
+                    let one = TopicConfigData {
+                        read_queue_nums: 1,
+                        write_queue_nums: 1,
+                        ..t.clone()
+                    };
+                    let t = if is_group_topic(topic) { &one } else { t };
                     add(&mut route, name, e, t, perm::READ_WRITE);
                 }
             }

@@ -44,8 +44,14 @@ pub fn heartbeat(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> R
                     tracing::warn!(group = %c.group_name, topic = %s.topic, error = %e, "heartbeat with an unusable subscription");
                 }
             }
-            if b.config.auto_create_topic && s.topic.starts_with("%RETRY%") {
-                let _ = b.topics.get_or_create(&s.topic, 1);
+            if s.topic.starts_with("%RETRY%") && b.topics.get(&s.topic).is_none() {
+                // Every push consumer subscribes its retry topic: create it (one queue).
+                match b.topics.get_or_create(&s.topic, 1) {
+                    Ok(_) => b.topics_changed(),
+                    Err(e) => {
+                        tracing::warn!(topic = %s.topic, error = %e, "cannot create retry topic")
+                    }
+                }
             }
         }
         let info = ConsumerInfo {

@@ -1,0 +1,337 @@
+//! The real `wasmq-broker` binary driven by clients nobody here wrote: npm `ali-ons@3.12.0` and
+//! PyPI `rocketmq-client-python==0.5.0rc2` (installed by `tests/clients/install.sh` into the
+//! test tree). Each scenario uses its own topic and group names.
+
+mod broker_support;
+mod clients_support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use broker_support::BrokerProc;
+use clients_support::{events, run, ClientProc, Lang};
+use serde_json::{json, Value};
+use wasmq::net::RemotingClient;
+use wasmq::protocol::{request, ExtFields, RemotingCommand};
+
+/// The scenarios start several client processes each; run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn msgs(n: usize, f: impl Fn(usize) -> Value) -> Value {
+    Value::Array((0..n).map(f).collect())
+}
+
+fn sent_ok(lines: &[Value]) -> usize {
+    events(lines, "sent")
+        .iter()
+        .filter(|l| l["status"] == "SEND_OK" || l["status"] == "0" || l["status"] == "ONEWAY")
+        .count()
+}
+
+fn bodies(lines: &[Value]) -> Vec<String> {
+    events(lines, "msg")
+        .iter()
+        .map(|l| l["body"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Waits (bounded) until the broker lists `n` members in a consumer group: the signal that
+/// client processes have joined.
+fn wait_members(broker: &BrokerProc, group: &str, n: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = RemotingClient::connect(broker.broker).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut e = ExtFields::new();
+            e.insert("consumerGroup", group);
+            let r = c
+                .invoke(
+                    RemotingCommand::new_request(request::GET_CONSUMER_LIST_BY_GROUP, e),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+            let ids: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            if ids["consumerIdList"].as_array().map(|a| a.len()) == Some(n) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "group {group} never had {n} members"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
+#[test]
+fn sends_tags_and_big_bodies() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProc::start(&dir.path().join("store"), &["--flush", "sync"]);
+    let ns = broker.namesrv.to_string();
+    // ali-ons sync sends with tags A/B/C, keys and a user property.
+    let out = run(
+        Lang::Node,
+        json!({"role": "produce", "namesrv": ns, "topic": "TagTopic", "group": "PG_N",
+        "messages": msgs(30, |i| json!({"tags": (["A", "B", "C"][i % 3]), "keys": format!("key-{i}"), "body": format!("n-{i}"), "props": {"n": i}}))}),
+    );
+    assert_eq!(sent_ok(&out), 30, "{out:?}");
+    // rocketmq-client-python sync and oneway sends to the same topic.
+    let out = run(
+        Lang::Python,
+        json!({"role": "produce", "namesrv": ns, "topic": "TagTopic", "mode": "sync",
+        "messages": msgs(10, |i| json!({"tags": "A", "body": format!("py-sync-{i}")}))}),
+    );
+    assert_eq!(sent_ok(&out), 10, "{out:?}");
+    let out = run(
+        Lang::Python,
+        json!({"role": "produce", "namesrv": ns, "topic": "TagTopic", "mode": "oneway",
+        "messages": msgs(10, |i| json!({"tags": "C", "body": format!("py-oneway-{i}")}))}),
+    );
+    assert_eq!(sent_ok(&out), 10, "{out:?}");
+    // A TAG consumer (ali-ons, "A || C") gets exactly the A and C messages, once each.
+    let out = run(
+        Lang::Node,
+        json!({"role": "consume", "namesrv": ns, "topic": "TagTopic", "group": "CG_TAG_N",
+        "expr": "A || C", "expect": 40, "lingerMs": 1500, "timeoutMs": 60000}),
+    );
+    let mut got = bodies(&out);
+    got.sort();
+    let mut want: Vec<String> = (0..30)
+        .filter(|i| i % 3 != 1)
+        .map(|i| format!("n-{i}"))
+        .collect();
+    want.extend((0..10).map(|i| format!("py-sync-{i}")));
+    want.extend((0..10).map(|i| format!("py-oneway-{i}")));
+    want.sort();
+    assert_eq!(got, want, "exactly the A and C messages, each once");
+    // A TAG consumer in Python ("B") gets exactly the B messages.
+    let out = run(
+        Lang::Python,
+        json!({"role": "consume", "namesrv": ns, "topic": "TagTopic", "group": "CG_TAG_PY",
+        "expr": "B", "expect": 10, "lingerMs": 1500, "timeoutMs": 60000}),
+    );
+    let mut got = bodies(&out);
+    got.sort();
+    let mut want: Vec<String> = (0..30)
+        .filter(|i| i % 3 == 1)
+        .map(|i| format!("n-{i}"))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    // A 64 KiB body, compressed by ali-ons, comes back unchanged.
+    let out = run(
+        Lang::Node,
+        json!({"role": "produce", "namesrv": ns, "topic": "BigTopic",
+        "messages": [{"tags": "big", "bodySize": 65536}]}),
+    );
+    assert_eq!(sent_ok(&out), 1);
+    let out = run(
+        Lang::Node,
+        json!({"role": "consume", "namesrv": ns, "topic": "BigTopic", "group": "CG_BIG",
+        "expect": 1, "timeoutMs": 30000}),
+    );
+    let m = events(&out, "msg");
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0]["bodyLen"], 65536);
+    let body: Vec<u8> = (0..65536usize).map(|k| ((k * 31) & 0xff) as u8).collect();
+    let sha = sha256_hex(&body);
+    assert_eq!(m[0]["bodySha256"], sha.as_str());
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    // Small and dependency-free: shell out to coreutils, present on every machine of our kind.
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn groups_split_take_over_broadcast_and_resume() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProc::start(&dir.path().join("store"), &[]);
+    let ns = broker.namesrv.to_string();
+
+    // Two clustering consumers of one group split the queues; every message is consumed once.
+    // The C++ client (Python) rebalances at once on NOTIFY_CONSUMER_IDS_CHANGED.
+    let c1 = ClientProc::spawn(
+        Lang::Python,
+        &json!({"role": "consume", "namesrv": ns, "topic": "SplitTopic",
+        "group": "CG_SPLIT", "expect": 1000, "timeoutMs": 40000}),
+    );
+    let c2 = ClientProc::spawn(
+        Lang::Python,
+        &json!({"role": "consume", "namesrv": ns, "topic": "SplitTopic",
+        "group": "CG_SPLIT", "expect": 1000, "timeoutMs": 14000}),
+    );
+    wait_members(&broker, "CG_SPLIT", 2);
+    // Rebalancing is client-side; give both a moment to take their share after the notify.
+    std::thread::sleep(Duration::from_secs(3));
+    let out = run(
+        Lang::Node,
+        json!({"role": "produce", "namesrv": ns, "topic": "SplitTopic",
+        "messages": msgs(40, |i| json!({"body": format!("first-{i}")}))}),
+    );
+    assert_eq!(sent_ok(&out), 40);
+    // c2 leaves (its timeout ends it cleanly: offsets committed, client unregistered) ...
+    let out2 = c2.finish(Duration::from_secs(60));
+    wait_members(&broker, "CG_SPLIT", 1);
+    // ... and c1 takes over its queues.
+    let out = run(
+        Lang::Node,
+        json!({"role": "produce", "namesrv": ns, "topic": "SplitTopic",
+        "messages": msgs(40, |i| json!({"body": format!("second-{i}")}))}),
+    );
+    assert_eq!(sent_ok(&out), 40);
+    let out1 = c1.finish(Duration::from_secs(60));
+    let b1 = bodies(&out1);
+    let b2 = bodies(&out2);
+    let first1: HashSet<&String> = b1.iter().filter(|b| b.starts_with("first")).collect();
+    let first2: HashSet<&String> = b2.iter().filter(|b| b.starts_with("first")).collect();
+    assert!(
+        !first1.is_empty() && !first2.is_empty(),
+        "both consumers got a share: {} / {}",
+        first1.len(),
+        first2.len()
+    );
+    assert!(first1.is_disjoint(&first2), "no message consumed by both");
+    assert_eq!(
+        first1.len() + first2.len(),
+        40,
+        "every first-phase message consumed"
+    );
+    let second: Vec<&String> = b1.iter().filter(|b| b.starts_with("second")).collect();
+    assert_eq!(
+        second.len(),
+        40,
+        "the remaining consumer took over every queue"
+    );
+    let mut all: Vec<&String> = b1.iter().chain(b2.iter()).collect();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "no duplicates");
+
+    // Broadcasting: each consumer gets every message.
+    let out = run(
+        Lang::Node,
+        json!({"role": "produce", "namesrv": ns, "topic": "BcastTopic",
+        "messages": msgs(12, |i| json!({"body": format!("b-{i}")}))}),
+    );
+    assert_eq!(sent_ok(&out), 12);
+    let a = ClientProc::spawn(
+        Lang::Node,
+        &json!({"role": "consume", "namesrv": ns, "topic": "BcastTopic",
+        "group": "CG_BCAST", "broadcast": true, "instance": "one", "expect": 12, "lingerMs": 1000, "timeoutMs": 40000}),
+    );
+    let b = ClientProc::spawn(
+        Lang::Python,
+        &json!({"role": "consume", "namesrv": ns, "topic": "BcastTopic",
+        "group": "CG_BCAST", "broadcast": true, "expect": 12, "lingerMs": 1000, "timeoutMs": 40000}),
+    );
+    for out in [
+        a.finish(Duration::from_secs(60)),
+        b.finish(Duration::from_secs(60)),
+    ] {
+        let mut got = bodies(&out);
+        got.sort();
+        let mut want: Vec<String> = (0..12).map(|i| format!("b-{i}")).collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    // A group restarting resumes from its committed offsets.
+    let out = run(
+        Lang::Node,
+        json!({"role": "produce", "namesrv": ns, "topic": "ResumeTopic",
+        "messages": msgs(10, |i| json!({"body": format!("r1-{i}")}))}),
+    );
+    assert_eq!(sent_ok(&out), 10);
+    let out = run(
+        Lang::Node,
+        json!({"role": "consume", "namesrv": ns, "topic": "ResumeTopic", "group": "CG_RESUME",
+        "expect": 10, "lingerMs": 500, "timeoutMs": 30000}),
+    );
+    assert_eq!(bodies(&out).len(), 10);
+    let out = run(
+        Lang::Node,
+        json!({"role": "produce", "namesrv": ns, "topic": "ResumeTopic",
+        "messages": msgs(10, |i| json!({"body": format!("r2-{i}")}))}),
+    );
+    assert_eq!(sent_ok(&out), 10);
+    let out = run(
+        Lang::Node,
+        json!({"role": "consume", "namesrv": ns, "topic": "ResumeTopic", "group": "CG_RESUME",
+        "expect": 10, "lingerMs": 1500, "timeoutMs": 30000}),
+    );
+    let mut got = bodies(&out);
+    got.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("r2-{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "only the messages after the committed offsets");
+}
+
+#[test]
+fn ordered_by_sharding_key() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProc::start(&dir.path().join("store"), &[]);
+    let ns = broker.namesrv.to_string();
+    let keys = ["order-a", "order-b", "order-c", "order-d", "order-e"];
+    let out = run(
+        Lang::Python,
+        json!({"role": "produce", "namesrv": ns, "topic": "OrderTopic", "mode": "orderly",
+        "messages": msgs(60, |i| json!({"shardingKey": (keys[i % 5]), "body": format!("{}:{}", keys[i % 5], i / 5)}))}),
+    );
+    assert_eq!(sent_ok(&out), 60, "{out:?}");
+    let out = run(
+        Lang::Python,
+        json!({"role": "consume", "namesrv": ns, "topic": "OrderTopic", "group": "CG_ORDER",
+        "orderly": true, "expect": 60, "lingerMs": 1000, "timeoutMs": 60000}),
+    );
+    let mut per_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut queue_of: HashMap<String, i64> = HashMap::new();
+    for m in events(&out, "msg") {
+        let body = m["body"].as_str().unwrap();
+        let (k, seq) = body.split_once(':').unwrap();
+        per_key
+            .entry(k.to_string())
+            .or_default()
+            .push(seq.parse().unwrap());
+        let q = m["queueId"].as_i64().unwrap();
+        assert_eq!(
+            *queue_of.entry(k.to_string()).or_insert(q),
+            q,
+            "one key, one queue"
+        );
+    }
+    assert_eq!(per_key.len(), 5);
+    for (k, seqs) in per_key {
+        assert_eq!(
+            seqs,
+            (0..12).collect::<Vec<u32>>(),
+            "{k} consumed in send order"
+        );
+    }
+}
