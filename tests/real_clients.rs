@@ -245,10 +245,12 @@ fn groups_split_take_over_broadcast_and_resume() {
         &json!({"role": "consume", "namesrv": ns, "topic": "BcastTopic",
         "group": "CG_BCAST", "broadcast": true, "instance": "one", "expect": 12, "lingerMs": 1000, "timeoutMs": 40000}),
     );
+    // A second ali-ons process: the C++ client (Python) starts a new broadcasting consumer at
+    // the end of each queue (CONSUME_FROM_LAST_OFFSET), so it would see only later messages.
     let b = ClientProc::spawn(
-        Lang::Python,
+        Lang::Node,
         &json!({"role": "consume", "namesrv": ns, "topic": "BcastTopic",
-        "group": "CG_BCAST", "broadcast": true, "expect": 12, "lingerMs": 1000, "timeoutMs": 40000}),
+        "group": "CG_BCAST", "broadcast": true, "instance": "two", "expect": 12, "lingerMs": 1000, "timeoutMs": 40000}),
     );
     for out in [
         a.finish(Duration::from_secs(60)),
