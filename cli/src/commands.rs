@@ -1,0 +1,472 @@
+//! The commands other than `bench`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use wasmq::protocol::{request, response, ExtFields, RemotingCommand};
+
+use crate::message::{describe, for_each, properties, send_request, uniq_key};
+use crate::rpc::{ext, field_i64, Cluster};
+use crate::{Cli, Cmd, TopicCmd};
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    #[arg(long)]
+    pub topic: String,
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Space-separated keys.
+    #[arg(long)]
+    pub keys: Option<String>,
+    /// User property k=v (repeatable).
+    #[arg(long = "property", value_parser = parse_kv)]
+    pub properties: Vec<(String, String)>,
+    /// Message body (one message).
+    #[arg(long, conflicts_with = "count")]
+    pub body: Option<String>,
+    /// Number of generated messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Size of generated bodies in bytes.
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    /// Queue id (default: round robin over the route's write queues).
+    #[arg(long)]
+    pub queue: Option<i32>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected k=v, got {s:?}"))
+}
+
+#[derive(Args, Debug)]
+pub struct ConsumeArgs {
+    #[arg(long)]
+    pub topic: String,
+    #[arg(long)]
+    pub group: String,
+    /// Expression type: TAG, SQL92 or a plugin's type.
+    #[arg(long = "type", default_value = "TAG")]
+    pub expr_type: String,
+    #[arg(long, default_value = "*")]
+    pub expr: String,
+    /// Where a group without committed offsets starts: first, last or a timestamp in ms.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Stop after this long without reaching --count.
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    #[arg(long)]
+    pub topic: Option<String>,
+    #[arg(long)]
+    pub key: Option<String>,
+    #[arg(long)]
+    pub unique_key: Option<String>,
+    /// Offset message id (32 hex characters).
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct OffsetsArgs {
+    #[arg(long)]
+    pub group: String,
+    #[arg(long)]
+    pub topic: String,
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let mut c = Cluster::new(&cli.namesrv);
+    match cli.cmd {
+        Cmd::Topic { cmd } => topic(&mut c, cmd).await,
+        Cmd::Send(a) => send(&mut c, a).await,
+        Cmd::Consume(a) => consume(&mut c, a).await,
+        Cmd::Query(a) => query(&mut c, a).await,
+        Cmd::Offsets(a) => offsets(&mut c, a).await,
+        Cmd::Bench { cmd } => crate::bench::run(&cli.namesrv, cmd).await,
+    }
+}
+
+async fn topic(c: &mut Cluster, cmd: TopicCmd) -> Result<()> {
+    match cmd {
+        TopicCmd::Create {
+            topic,
+            queues,
+            perm,
+        } => {
+            for b in c.brokers().await? {
+                let q = queues.to_string();
+                let req = RemotingCommand::new_request(
+                    request::UPDATE_AND_CREATE_TOPIC,
+                    ext(&[
+                        ("topic", &topic),
+                        ("readQueueNums", &q),
+                        ("writeQueueNums", &q),
+                        ("perm", &perm.to_string()),
+                    ]),
+                );
+                c.call_ok(&b, req).await?;
+                println!("created {topic} with {queues} queues on {b}");
+            }
+        }
+        TopicCmd::List => {
+            let r = c
+                .namesrv_call(RemotingCommand::new_request(
+                    request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
+                    ExtFields::new(),
+                ))
+                .await?;
+            let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+            for t in v["topicList"].as_array().into_iter().flatten() {
+                println!("{}", t.as_str().unwrap_or(""));
+            }
+        }
+        TopicCmd::Route { topic } => {
+            let r = c.route(&topic).await?;
+            println!("{}", String::from_utf8_lossy(&r.to_json()));
+        }
+        TopicCmd::Delete { topic } => {
+            for b in c.brokers().await? {
+                c.call_ok(
+                    &b,
+                    RemotingCommand::new_request(
+                        request::DELETE_TOPIC_IN_BROKER,
+                        ext(&[("topic", &topic)]),
+                    ),
+                )
+                .await?;
+            }
+            c.namesrv_call(RemotingCommand::new_request(
+                request::DELETE_TOPIC_IN_NAMESRV,
+                ext(&[("topic", &topic)]),
+            ))
+            .await?;
+            println!("deleted {topic}");
+        }
+    }
+    Ok(())
+}
+
+async fn send(c: &mut Cluster, a: SendArgs) -> Result<()> {
+    let queues = c.queues(&a.topic, true).await?;
+    let n = if a.body.is_some() {
+        1
+    } else {
+        a.count.unwrap_or(1)
+    };
+    let mut failures = 0;
+    for i in 0..n {
+        let (addr, q) = match a.queue {
+            Some(q) => (queues[0].0.clone(), q),
+            None => queues[(i as usize) % queues.len()].clone(),
+        };
+        let body = match &a.body {
+            Some(b) => b.clone().into_bytes(),
+            None => {
+                let mut b = format!("message-{i}-").into_bytes();
+                b.resize(a.size.max(b.len()), b'x');
+                b
+            }
+        };
+        let uniq = uniq_key(i);
+        let props = properties(a.tag.as_deref(), a.keys.as_deref(), &a.properties, &uniq);
+        let r = c
+            .call(&addr, send_request(&a.topic, q, &props, body, false))
+            .await?;
+        if r.code == response::SUCCESS {
+            println!(
+                "SEND_OK msgId={} uniqKey={uniq} queue={} offset={}",
+                r.ext_fields.get("msgId").unwrap_or(""),
+                r.ext_fields.get("queueId").unwrap_or(""),
+                r.ext_fields.get("queueOffset").unwrap_or("")
+            );
+        } else {
+            failures += 1;
+            println!(
+                "FAILED code={} remark={}",
+                r.code,
+                r.remark.unwrap_or_default()
+            );
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} of {n} sends failed");
+    }
+    Ok(())
+}
+
+fn heartbeat(client_id: &str, group: &str, topic: &str, ty: &str, expr: &str) -> RemotingCommand {
+    let body = serde_json::json!({
+        "clientID": client_id,
+        "producerDataSet": [],
+        "consumerDataSet": [{
+            "groupName": group, "consumeType": "CONSUME_ACTIVELY", "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET", "unitMode": false,
+            "subscriptionDataSet": [{"topic": topic, "subString": expr, "expressionType": ty,
+                "tagsSet": [], "codeSet": [], "subVersion": 1, "classFilterMode": false}]
+        }]
+    });
+    RemotingCommand::new_request(request::HEART_BEAT, ExtFields::new())
+        .with_body(body.to_string().into_bytes())
+}
+
+async fn start_offset(c: &mut Cluster, addr: &str, a: &ConsumeArgs, q: i32) -> Result<i64> {
+    let qs = q.to_string();
+    let committed = c
+        .call(
+            addr,
+            RemotingCommand::new_request(
+                request::QUERY_CONSUMER_OFFSET,
+                ext(&[
+                    ("consumerGroup", &a.group),
+                    ("topic", &a.topic),
+                    ("queueId", &qs),
+                    ("setZeroIfNotFound", "false"),
+                ]),
+            ),
+        )
+        .await?;
+    if committed.code == response::SUCCESS {
+        return field_i64(&committed, "offset");
+    }
+    let req = match a.from.as_deref() {
+        None | Some("first") => RemotingCommand::new_request(
+            request::GET_MIN_OFFSET,
+            ext(&[("topic", &a.topic), ("queueId", &qs)]),
+        ),
+        Some("last") => RemotingCommand::new_request(
+            request::GET_MAX_OFFSET,
+            ext(&[("topic", &a.topic), ("queueId", &qs)]),
+        ),
+        Some(ts) => {
+            let ts: i64 = ts
+                .parse()
+                .context("--from must be first, last or a timestamp in ms")?;
+            RemotingCommand::new_request(
+                request::SEARCH_OFFSET_BY_TIMESTAMP,
+                ext(&[
+                    ("topic", &a.topic),
+                    ("queueId", &qs),
+                    ("timestamp", &ts.to_string()),
+                ]),
+            )
+        }
+    };
+    let r = c.call_ok(addr, req).await?;
+    field_i64(&r, "offset")
+}
+
+async fn consume(c: &mut Cluster, a: ConsumeArgs) -> Result<()> {
+    let queues = c.queues(&a.topic, false).await?;
+    let client_id = format!("wasmq-cli@{}", std::process::id());
+    let mut brokers: Vec<String> = queues.iter().map(|q| q.0.clone()).collect();
+    brokers.dedup();
+    for b in &brokers {
+        c.call_ok(
+            b,
+            heartbeat(&client_id, &a.group, &a.topic, &a.expr_type, &a.expr),
+        )
+        .await?;
+    }
+    let mut offsets = Vec::new();
+    for (addr, q) in &queues {
+        offsets.push(start_offset(c, addr, &a, *q).await?);
+    }
+    let deadline = Instant::now() + Duration::from_millis(a.timeout_ms);
+    let want = a.count.unwrap_or(usize::MAX);
+    let mut got = 0usize;
+    'outer: while Instant::now() < deadline && got < want {
+        let mut progressed = false;
+        for (i, (addr, q)) in queues.iter().enumerate() {
+            let req = RemotingCommand::new_request(
+                request::PULL_MESSAGE,
+                ext(&[
+                    ("consumerGroup", &a.group),
+                    ("topic", &a.topic),
+                    ("queueId", &q.to_string()),
+                    ("queueOffset", &offsets[i].to_string()),
+                    ("maxMsgNums", "32"),
+                    ("sysFlag", "4"),
+                    ("commitOffset", "0"),
+                    ("suspendTimeoutMillis", "0"),
+                    ("subscription", &a.expr),
+                    ("expressionType", &a.expr_type),
+                    ("subVersion", "1"),
+                ]),
+            );
+            let r = c.call(addr, req).await?;
+            match r.code {
+                response::SUCCESS => {
+                    for_each(&r.body, |m| {
+                        if got < want {
+                            println!("{}", describe(m));
+                            got += 1;
+                        }
+                    })?;
+                    offsets[i] = field_i64(&r, "nextBeginOffset")?;
+                    progressed = true;
+                }
+                response::PULL_RETRY_IMMEDIATELY | response::PULL_OFFSET_MOVED => {
+                    offsets[i] = field_i64(&r, "nextBeginOffset")?;
+                    progressed = true;
+                }
+                response::PULL_NOT_FOUND => {}
+                response::SUBSCRIPTION_PARSE_FAILED => {
+                    bail!(
+                        "the broker refused the expression: {}",
+                        r.remark.unwrap_or_default()
+                    )
+                }
+                code => bail!(
+                    "pull answered code {code}: {}",
+                    r.remark.unwrap_or_default()
+                ),
+            }
+            if got >= want {
+                break 'outer;
+            }
+        }
+        if !progressed {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for (i, (addr, q)) in queues.iter().enumerate() {
+        let req = RemotingCommand::new_request(
+            request::UPDATE_CONSUMER_OFFSET,
+            ext(&[
+                ("consumerGroup", &a.group),
+                ("topic", &a.topic),
+                ("queueId", &q.to_string()),
+                ("commitOffset", &offsets[i].to_string()),
+            ]),
+        );
+        c.call_ok(addr, req).await?;
+    }
+    for b in &brokers {
+        let _ = c
+            .call(
+                b,
+                RemotingCommand::new_request(
+                    request::UNREGISTER_CLIENT,
+                    ext(&[("clientID", &client_id), ("consumerGroup", &a.group)]),
+                ),
+            )
+            .await;
+    }
+    eprintln!("consumed {got} messages");
+    if a.count.is_some_and(|n| got < n) {
+        bail!("timed out after {got} of {} messages", want);
+    }
+    Ok(())
+}
+
+async fn query(c: &mut Cluster, a: QueryArgs) -> Result<()> {
+    if let Some(id) = &a.id {
+        let (addr, offset) =
+            wasmq::protocol::message_id::decode(id).context("not an offset message id")?;
+        let r = c
+            .call_ok(
+                &addr.to_string(),
+                RemotingCommand::new_request(
+                    request::VIEW_MESSAGE_BY_ID,
+                    ext(&[("offset", &offset.to_string())]),
+                ),
+            )
+            .await?;
+        for_each(&r.body, |m| println!("{}", describe(m)))?;
+        return Ok(());
+    }
+    let topic = a
+        .topic
+        .as_deref()
+        .context("--topic is required with --key / --unique-key")?;
+    let (key, unique) = match (&a.key, &a.unique_key) {
+        (Some(k), None) => (k.as_str(), false),
+        (None, Some(u)) => (u.as_str(), true),
+        _ => bail!("give one of --key, --unique-key or --id"),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis()
+        .to_string();
+    let mut found = 0;
+    for b in c.brokers().await? {
+        let mut e = ext(&[
+            ("topic", topic),
+            ("key", key),
+            ("maxNum", "32"),
+            ("beginTimestamp", "0"),
+            ("endTimestamp", &now),
+        ]);
+        if unique {
+            e.insert("_UNIQUE_KEY_QUERY", "true");
+        }
+        let r = c
+            .call(&b, RemotingCommand::new_request(request::QUERY_MESSAGE, e))
+            .await?;
+        if r.code == response::SUCCESS {
+            found += for_each(&r.body, |m| println!("{}", describe(m)))?;
+        }
+    }
+    if found == 0 {
+        bail!("no message found for {key}");
+    }
+    Ok(())
+}
+
+async fn offsets(c: &mut Cluster, a: OffsetsArgs) -> Result<()> {
+    let queues = c.queues(&a.topic, false).await?;
+    let (mut total_lag, mut total_committed) = (0i64, 0i64);
+    println!(
+        "{:<24} {:>6} {:>12} {:>12} {:>10}",
+        "broker", "queue", "committed", "max", "lag"
+    );
+    for (addr, q) in &queues {
+        let qs = q.to_string();
+        let r = c
+            .call(
+                addr,
+                RemotingCommand::new_request(
+                    request::QUERY_CONSUMER_OFFSET,
+                    ext(&[
+                        ("consumerGroup", &a.group),
+                        ("topic", &a.topic),
+                        ("queueId", &qs),
+                        ("setZeroIfNotFound", "false"),
+                    ]),
+                ),
+            )
+            .await?;
+        let committed = if r.code == response::SUCCESS {
+            field_i64(&r, "offset")?
+        } else {
+            0
+        };
+        let m = c
+            .call_ok(
+                addr,
+                RemotingCommand::new_request(
+                    request::GET_MAX_OFFSET,
+                    ext(&[("topic", &a.topic), ("queueId", &qs)]),
+                ),
+            )
+            .await?;
+        let max = field_i64(&m, "offset")?;
+        let lag = (max - committed).max(0);
+        total_lag += lag;
+        total_committed += committed;
+        println!("{addr:<24} {q:>6} {committed:>12} {max:>12} {lag:>10}");
+    }
+    println!("total committed={total_committed} lag={total_lag}");
+    Ok(())
+}

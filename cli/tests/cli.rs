@@ -1,0 +1,231 @@
+//! The `wasmq` command against a real `wasmq-broker` process (started on free loopback ports
+//! in a temp store; killed by PID at the end). `cargo test --workspace` builds both binaries
+//! into the same target directory.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn free() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+struct Broker {
+    child: Child,
+    namesrv: SocketAddr,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn broker_bin() -> PathBuf {
+    let wasmq = PathBuf::from(env!("CARGO_BIN_EXE_wasmq"));
+    let b = wasmq.with_file_name("wasmq-broker");
+    assert!(
+        b.exists(),
+        "{} is missing: run `cargo build --workspace` (cargo test --workspace builds it)",
+        b.display()
+    );
+    b
+}
+
+fn start(dir: &std::path::Path) -> Broker {
+    let (b, ns) = (free(), free());
+    let child = Command::new(broker_bin())
+        .args([
+            "--listen",
+            &b.to_string(),
+            "--namesrv-listen",
+            &ns.to_string(),
+        ])
+        .arg("--store-dir")
+        .arg(dir)
+        .args(["--segment-size", "4194304"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(ns).is_err() || TcpStream::connect(b).is_err() {
+        assert!(Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Broker { child, namesrv: ns }
+}
+
+fn wasmq(b: &Broker, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmq"))
+        .arg("--namesrv")
+        .arg(b.namesrv.to_string())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(b: &Broker, args: &[&str]) -> String {
+    let o = wasmq(b, args);
+    assert!(
+        o.status.success(),
+        "wasmq {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn topics_send_consume_query_offsets_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path());
+    assert!(ok(
+        &b,
+        &["topic", "create", "--topic", "CliTopic", "--queues", "2"]
+    )
+    .contains("created CliTopic"));
+    assert!(ok(&b, &["topic", "list"]).lines().any(|l| l == "CliTopic"));
+    assert!(ok(&b, &["topic", "route", "--topic", "CliTopic"]).contains("\"writeQueueNums\":2"));
+    for i in 0..20 {
+        let tag = if i % 2 == 0 { "A" } else { "B" };
+        let out = ok(
+            &b,
+            &[
+                "send",
+                "--topic",
+                "CliTopic",
+                "--tag",
+                tag,
+                "--keys",
+                &format!("key-{i}"),
+                "--body",
+                &format!("body-{i}"),
+            ],
+        );
+        assert!(out.starts_with("SEND_OK"), "{out}");
+    }
+    let out = ok(
+        &b,
+        &[
+            "consume",
+            "--topic",
+            "CliTopic",
+            "--group",
+            "G",
+            "--expr",
+            "A",
+            "--count",
+            "10",
+            "--timeout-ms",
+            "10000",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 10);
+    assert!(lines.iter().all(|l| l.contains("tags=A ")));
+    // Every A consumed, so a second run finds nothing more.
+    let o = wasmq(
+        &b,
+        &[
+            "consume",
+            "--topic",
+            "CliTopic",
+            "--group",
+            "G",
+            "--expr",
+            "A",
+            "--count",
+            "1",
+            "--timeout-ms",
+            "500",
+        ],
+    );
+    assert!(!o.status.success());
+    let offsets = ok(&b, &["offsets", "--group", "G", "--topic", "CliTopic"]);
+    assert!(offsets.contains("lag=0"), "{offsets}");
+    let found = ok(&b, &["query", "--topic", "CliTopic", "--key", "key-7"]);
+    assert!(found.contains("body=body-7"), "{found}");
+    let sent = ok(&b, &["send", "--topic", "CliTopic", "--body", "by-id"]);
+    let id = sent
+        .split("msgId=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(ok(&b, &["query", "--id", id]).contains("body=by-id"));
+    // Errors come back with the broker's reason and a failing exit.
+    let o = wasmq(
+        &b,
+        &[
+            "consume",
+            "--topic",
+            "CliTopic",
+            "--group",
+            "G2",
+            "--type",
+            "NOPE",
+            "--expr",
+            "x",
+            "--timeout-ms",
+            "500",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not supported"));
+    // Bench runs, bounded, and prints its figures.
+    let out = ok(
+        &b,
+        &[
+            "bench",
+            "produce",
+            "--topic",
+            "BenchTopic",
+            "--threads",
+            "2",
+            "--size",
+            "128",
+            "--duration-secs",
+            "1",
+        ],
+    );
+    assert!(
+        out.contains("produce total") && out.contains("msgs/s") && out.contains("p999="),
+        "{out}"
+    );
+    let out = ok(
+        &b,
+        &[
+            "bench",
+            "produce",
+            "--topic",
+            "BenchTopic",
+            "--mode",
+            "batch",
+            "--batch",
+            "16",
+            "--count",
+            "320",
+            "--duration-secs",
+            "5",
+        ],
+    );
+    assert!(out.contains("produce total"), "{out}");
+    let out = ok(
+        &b,
+        &[
+            "bench",
+            "consume",
+            "--topic",
+            "BenchTopic",
+            "--duration-secs",
+            "2",
+        ],
+    );
+    assert!(out.contains("consume total"), "{out}");
+}
