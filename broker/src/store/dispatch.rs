@@ -19,6 +19,15 @@ use super::index::IndexService;
 use super::queues::ConsumeQueues;
 use super::record::{self, Check, Entry};
 
+/// The consume-queue entry of the record at `pos`: its size and the hash of its tag.
+fn cq_entry(pos: u64, r: &record::RecordView<'_>) -> CqEntry {
+    CqEntry {
+        physical_offset: pos,
+        size: r.total_size() as u32,
+        tag_hash: r.property("TAGS").map(record::tag_hash).unwrap_or(0),
+    }
+}
+
 /// Told when a consume queue has new entries (the long-polling hook).
 pub trait ArrivalListener: Send + Sync {
     fn on_arrival(&self, topic: &str, queue_id: i32, max_offset: u64);
@@ -169,14 +178,7 @@ impl Dispatcher {
             return None;
         };
         let props = r.properties();
-        let tag = record::property(props, "TAGS")
-            .map(record::tag_hash)
-            .unwrap_or(0);
-        let entry = CqEntry {
-            physical_offset: pos,
-            size: r.total_size() as u32,
-            tag_hash: tag,
-        };
+        let entry = cq_entry(pos, &r);
         let topic = r.topic();
         let qid = r.queue_id();
         let result = self
@@ -231,14 +233,7 @@ impl Dispatcher {
                     if let Ok(Entry::Record(r)) = record::decode(&bytes, check) {
                         let (topic, qid) = (r.topic(), r.queue_id());
                         if lost.iter().any(|(t, q)| **t == *topic && *q == qid) {
-                            let tag = record::property(r.properties(), "TAGS")
-                                .map(record::tag_hash)
-                                .unwrap_or(0);
-                            let entry = CqEntry {
-                                physical_offset: pos,
-                                size: r.total_size() as u32,
-                                tag_hash: tag,
-                            };
+                            let entry = cq_entry(pos, &r);
                             self.queues
                                 .get_or_create(topic, qid)?
                                 .put(r.queue_offset() as u64, entry)?;
