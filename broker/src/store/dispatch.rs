@@ -76,16 +76,22 @@ pub struct Dispatcher {
     pub signal: Signal,
     /// Queues whose entries turned out missing (a gap): rebuilt from the log on open.
     lost: Mutex<Vec<(Arc<str>, i32)>>,
+    only_durable: bool,
 }
 
 impl Dispatcher {
+    /// `only_durable`: dispatch only records below the log's flushed offset (sync flush mode:
+    /// consumers never see a message that is not yet durable; the flusher wakes the
+    /// dispatcher after each flush instead of every append waking it).
     pub fn new(
         log: Arc<CommitLog>,
         queues: Arc<ConsumeQueues>,
         index: Arc<IndexService>,
         from: u64,
+        only_durable: bool,
     ) -> Self {
         Dispatcher {
+            only_durable,
             log,
             queues,
             index,
@@ -124,7 +130,12 @@ impl Dispatcher {
         let mut pos = self.dispatched();
         let mut n = 0;
         let mut touched: Vec<(Arc<str>, i32, u64)> = Vec::new();
-        loop {
+        let limit = if self.only_durable {
+            self.log.flushed_offset()
+        } else {
+            u64::MAX
+        };
+        while pos < limit {
             match self.log.read_at(pos) {
                 LogEntry::Record(bytes) => {
                     let len = bytes.len() as u64;

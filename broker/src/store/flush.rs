@@ -106,7 +106,12 @@ impl Flusher {
     }
 
     /// The flusher loop; returns on shutdown after a last flush. `on_fail` is told once.
-    pub fn run(&self, log: &CommitLog, on_fail: impl Fn(&std::io::Error)) {
+    pub fn run(
+        &self,
+        log: &CommitLog,
+        on_flushed: impl Fn(u64),
+        on_fail: impl Fn(&std::io::Error),
+    ) {
         loop {
             let shutdown = {
                 let mut w = self.wake.lock();
@@ -138,11 +143,14 @@ impl Flusher {
             };
             match result {
                 Ok(flushed) => {
-                    self.progress.send_if_modified(|p| {
+                    let advanced = self.progress.send_if_modified(|p| {
                         let changed = flushed > p.flushed;
                         p.flushed = p.flushed.max(flushed);
                         changed
                     });
+                    if advanced {
+                        on_flushed(flushed);
+                    }
                 }
                 Err(e) => {
                     on_fail(&e);
@@ -161,9 +169,10 @@ impl Flusher {
 pub fn spawn(
     flusher: Arc<Flusher>,
     log: Arc<CommitLog>,
+    on_flushed: impl Fn(u64) + Send + 'static,
     on_fail: impl Fn(&std::io::Error) + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("wasmq-flush".into())
-        .spawn(move || flusher.run(&log, on_fail))
+        .spawn(move || flusher.run(&log, on_flushed, on_fail))
 }

@@ -250,10 +250,13 @@ impl MappedFile {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Prefaults the whole mapping writable off the hot path, so appends do not take a page
-    /// fault every 4 KiB. Best effort: kernels without `MADV_POPULATE_WRITE` just skip it.
+    /// Prefaults the whole mapping off the hot path (page cache pages and page tables), so
+    /// appends do not take a major page fault every 4 KiB. Read-populate on purpose: a
+    /// write-populate would mark every page of the segment dirty, and the next `fdatasync`
+    /// would then write the whole segment's zeros before a sync-mode put could be acknowledged.
+    /// Best effort: kernels without `MADV_POPULATE_READ` just skip it.
     pub fn warm(&self) {
-        let _ = self.map.advise(memmap2::Advice::PopulateWrite);
+        let _ = self.map.advise(memmap2::Advice::PopulateRead);
     }
 
     /// Last modification time of the file (retention).

@@ -167,6 +167,7 @@ impl MessageStore {
             queues.clone(),
             index.clone(),
             from,
+            config.flush_mode == FlushMode::Sync,
         ));
         let missing = queues.missing_from_manifest();
         let redispatched = dispatcher.dispatch_available();
@@ -231,7 +232,9 @@ impl MessageStore {
     fn start_threads(inner: &Arc<Inner>) -> std::io::Result<Threads> {
         let mut handles = Vec::new();
         let i = inner.clone();
-        handles.push(flush::spawn(inner.flusher.clone(), inner.log.clone(), move |e| {
+        let d = inner.dispatcher.clone();
+        let on_flushed = move |_| d.signal.notify();
+        handles.push(flush::spawn(inner.flusher.clone(), inner.log.clone(), on_flushed, move |e| {
             let reason = format!("commit log flush failed ({e}); refusing writes");
             tracing::error!(error = %e, "FLUSH FAILED: the store is now read-only; data not yet flushed may be lost");
             let _ = i.read_only.set(reason);
@@ -331,7 +334,9 @@ impl MessageStore {
             }
         }
         inner.flusher.request();
-        inner.dispatcher.signal.notify();
+        if inner.config.flush_mode == FlushMode::Async {
+            inner.dispatcher.signal.notify();
+        }
         Ok(appended)
     }
 
