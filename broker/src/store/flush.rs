@@ -26,7 +26,14 @@ pub struct FlushProgress {
 struct Wake {
     pending: bool,
     shutdown: bool,
+    /// Appends since the current batch started gathering.
+    count: usize,
+    /// How many appends the last batch carried: the next batch waits (briefly) for as many.
+    target: usize,
 }
+
+/// Longest a batch waits for more appends before flushing what it has.
+const MAX_GATHER: Duration = Duration::from_millis(1);
 
 pub struct Flusher {
     mode: FlushMode,
@@ -72,8 +79,11 @@ impl Flusher {
     pub fn request(&self) {
         if self.mode == FlushMode::Sync {
             let mut w = self.wake.lock();
+            w.count += 1;
             if !w.pending {
                 w.pending = true;
+                self.cv.notify_one();
+            } else if w.count == w.target {
                 self.cv.notify_one();
             }
         }
@@ -112,6 +122,8 @@ impl Flusher {
         on_flushed: impl Fn(u64),
         on_fail: impl Fn(&std::io::Error),
     ) {
+        // How long the last flush took: a batch gathers appends for at most about as long.
+        let mut last_flush = Duration::ZERO;
         loop {
             let shutdown = {
                 let mut w = self.wake.lock();
@@ -120,6 +132,17 @@ impl Flusher {
                         while !w.pending && !w.shutdown {
                             self.cv.wait(&mut w);
                         }
+                        // Group commit: writers released by the last flush are re-appending
+                        // right now; wait until as many as last time have (or a short deadline),
+                        // so one fdatasync carries them all. A lone writer never waits.
+                        let deadline = std::time::Instant::now() + last_flush.min(MAX_GATHER);
+                        while w.count < w.target && !w.shutdown {
+                            if self.cv.wait_until(&mut w, deadline).timed_out() {
+                                break;
+                            }
+                        }
+                        w.target = w.count;
+                        w.count = 0;
                     }
                     FlushMode::Async => {
                         if !w.shutdown {
@@ -130,6 +153,7 @@ impl Flusher {
                 w.pending = false;
                 w.shutdown
             };
+            let started = std::time::Instant::now();
             if self.progress.borrow().failed {
                 return;
             }
@@ -141,6 +165,7 @@ impl Flusher {
             } else {
                 log.flush()
             };
+            last_flush = started.elapsed();
             match result {
                 Ok(flushed) => {
                     let advanced = self.progress.send_if_modified(|p| {
