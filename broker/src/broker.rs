@@ -17,11 +17,12 @@ use crate::meta::{ConsumerOffsets, MetaError, TopicConfig, TopicTable};
 use crate::namesrv::route_table::AUTO_CREATE_TOPIC;
 use crate::namesrv::{NameServer, NameServerHandler};
 use crate::net::{Connection, HandlerFuture, NetConfig, RemotingClient, RequestHandler};
-use crate::processor::{admin, consumer, pull, query, send};
+use crate::processor::{admin, consumer, pull, query, send, send_back};
 use crate::protocol::headers::notify_consumer_ids_changed;
 use crate::protocol::route::{RegisterBrokerBody, TopicConfigData};
 use crate::protocol::{request, response, RemotingCommand};
 use crate::queue_locks::QueueLocks;
+use crate::schedule::{DelayLevels, ScheduleState};
 use crate::store::{MessageStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,8 @@ pub struct Broker {
     pub store_host: SocketAddr,
     namesrv: Option<Arc<NameServer>>,
     register_now: tokio::sync::Notify,
+    pub delay_levels: DelayLevels,
+    pub schedule: ScheduleState,
 }
 
 impl Broker {
@@ -74,6 +77,9 @@ impl Broker {
             topics.upsert(t)?;
         }
         let offsets = ConsumerOffsets::open(&meta_dir)?;
+        let schedule = ScheduleState::open(&meta_dir);
+        let delay_levels = DelayLevels::parse(&config.message_delay_levels)
+            .map_err(|e| crate::config::ConfigError::Invalid(e))?;
         let hold = Arc::new(PullHold::default());
         store.set_arrival_listener(hold.clone());
         Ok(Arc::new(Broker {
@@ -87,6 +93,8 @@ impl Broker {
             store_host,
             namesrv,
             register_now: tokio::sync::Notify::new(),
+            delay_levels,
+            schedule,
         }))
     }
 
@@ -97,7 +105,11 @@ impl Broker {
         }
         let t = match self.topics.get(topic) {
             Some(t) => t,
-            None if self.config.auto_create_topic && topic != AUTO_CREATE_TOPIC => {
+            // Retry and dead-letter topics are always created on demand (RocketMQ's rule).
+            None if (self.config.auto_create_topic
+                || crate::namesrv::route_table::is_group_topic(topic))
+                && topic != AUTO_CREATE_TOPIC =>
+            {
                 let queues = if crate::namesrv::route_table::is_group_topic(topic) {
                     1
                 } else {
@@ -257,6 +269,7 @@ impl RequestHandler for BrokerHandler {
                 | request::SEND_REPLY_MESSAGE
                 | request::SEND_REPLY_MESSAGE_V2 => send::send(b, &conn, &req).await,
                 request::PULL_MESSAGE => pull::pull(b, &req).await,
+                request::CONSUMER_SEND_MSG_BACK => send_back::send_back(b, &conn, &req).await,
                 request::HEART_BEAT => consumer::heartbeat(b, &conn, &req),
                 request::UNREGISTER_CLIENT => consumer::unregister(b, &req),
                 request::GET_CONSUMER_LIST_BY_GROUP => consumer::consumer_list(b, &req),
@@ -347,6 +360,16 @@ pub async fn run(
         stop_rx.clone(),
     )));
     let tasks = tokio::spawn(broker.clone().tasks(stop_rx.clone()));
+    let mut schedulers = Vec::new();
+    for level in 1..=broker.delay_levels.count() {
+        let delay = broker.delay_levels.delay(level).unwrap_or_default();
+        schedulers.push(tokio::spawn(crate::schedule::run_level(
+            broker.clone(),
+            level,
+            delay,
+            stop_rx.clone(),
+        )));
+    }
     until_true(&mut shutdown).await;
     tracing::info!("shutting down: closing listeners");
     let _ = stop_tx.send(true);
@@ -354,6 +377,9 @@ pub async fn run(
         let _ = s.await;
     }
     let _ = tasks.await;
+    for s in schedulers {
+        let _ = s.await;
+    }
     broker.shutdown()?;
     tracing::info!("broker stopped cleanly");
     Ok(())

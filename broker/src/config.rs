@@ -49,6 +49,11 @@ pub struct BrokerConfig {
     pub client_expiry_ms: u64,
     /// Consumer offsets are written to disk this often (default 5 s).
     pub offset_persist_interval_ms: u64,
+    /// Delay of each level, level 1 first (RocketMQ's `messageDelayLevel`).
+    pub message_delay_levels: String,
+    /// Reconsume attempts before a message goes to `%DLQ%<group>` when the client does not say
+    /// (default 16).
+    pub max_reconsume_times: i32,
     pub store: StoreConfig,
 }
 
@@ -67,6 +72,9 @@ impl Default for BrokerConfig {
             register_interval_ms: 30_000,
             client_expiry_ms: 120_000,
             offset_persist_interval_ms: 5_000,
+            message_delay_levels: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+                .into(),
+            max_reconsume_times: 16,
             store: StoreConfig::default(),
         }
     }
@@ -121,6 +129,8 @@ impl BrokerConfig {
                 "default_topic_queue_nums must be within 1..=1024".into(),
             ));
         }
+        crate::schedule::DelayLevels::parse(&self.message_delay_levels)
+            .map_err(|e| ConfigError::Invalid(format!("message_delay_levels: {e}")))?;
         if self.advertised().ip().is_unspecified() {
             return Err(ConfigError::Invalid(
                 "listening on an unspecified address needs advertised_addr (clients dial it)"

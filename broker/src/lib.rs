@@ -21,11 +21,12 @@
 //! | [`net`] | accept loop, connections (concurrent requests, coalesced writes), outbound client |
 //! | [`namesrv`] | route table and broker liveness; the NameServer request handler |
 //! | [`broker`] | the broker context, request routing, background tasks, `run` |
-//! | [`processor`] | one file per request family: send, pull, consumer, query, admin |
+//! | [`processor`] | one file per request family: send, send_back, pull, consumer, query, admin |
 //! | [`subscription`] | subscriptions and the TAG filter |
 //! | [`clients`] | producer/consumer groups and their connections |
 //! | [`long_poll`] | held pulls woken by the dispatcher |
 //! | [`queue_locks`] | queue locks for orderly consumers |
+//! | [`schedule`] | delay levels: `SCHEDULE_TOPIC_XXXX` and the per-level delivery tasks |
 //! | [`config`] | broker configuration |
 
 pub mod broker;
@@ -38,5 +39,6 @@ pub mod net;
 pub mod processor;
 pub mod protocol;
 pub mod queue_locks;
+pub mod schedule;
 pub mod store;
 pub mod subscription;

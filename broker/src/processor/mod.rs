@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod pull;
 pub mod query;
 pub mod send;
+pub mod send_back;
 
 use crate::protocol::{response, RemotingCommand};
 

@@ -93,7 +93,21 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
         }
         b.store.put(&msgs).await
     } else {
-        b.store.put(std::slice::from_ref(&base)).await
+        match crate::schedule::requested_level(h.properties, &b.delay_levels) {
+            Err(e) => return reply(req, response::MESSAGE_ILLEGAL, e.to_string()),
+            Ok(Some(level)) => {
+                // Delayed: parked in the schedule topic until due (see `schedule`).
+                let props = crate::schedule::park_properties(h.properties, h.topic, queue_id);
+                let parked = MessageInput {
+                    topic: crate::schedule::SCHEDULE_TOPIC,
+                    queue_id: level - 1,
+                    properties: &props,
+                    ..base
+                };
+                b.store.put(std::slice::from_ref(&parked)).await
+            }
+            Ok(None) => b.store.put(std::slice::from_ref(&base)).await,
+        }
     };
     let code = match &result.status {
         PutStatus::Ok => response::SUCCESS,

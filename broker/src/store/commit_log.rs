@@ -417,7 +417,8 @@ fn next_queue_offset(table: &mut HashMap<Box<str>, Vec<u64>>, topic: &str, queue
     o
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Wall-clock milliseconds since the Unix epoch (store timestamps).
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

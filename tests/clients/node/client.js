@@ -66,6 +66,7 @@ async function consume() {
     consumeFromWhere: job.from === 'last' ? 'CONSUME_FROM_LAST_OFFSET' : 'CONSUME_FROM_FIRST_OFFSET',
   };
   if (job.instance) opts.instanceName = job.instance;
+  if (job.maxReconsumeTimes !== undefined) opts.maxReconsumeTimes = job.maxReconsumeTimes;
   const consumer = new Consumer(opts);
   consumer.on('error', e => process.stderr.write(`consumer error: ${e.message}\n`));
   await consumer.ready();
@@ -75,8 +76,11 @@ async function consume() {
   const finished = new Promise(r => { finish = r; });
   const expr = job.type === 'SQL92' ? { expressionType: 'SQL92', subString: job.expr } : (job.expr || '*');
   consumer.subscribe(job.topic, expr, async msg => {
-    const id = msg.msgId;
+    // Retried copies have new ids: count failures by the original message.
+    const id = msg.originMessageId || msg.msgId;
     const failed = failures.get(id) || 0;
+    out({ event: 'attempt', body: msg.body.length <= 256 ? msg.body.toString() : undefined,
+      reconsumeTimes: msg.reconsumeTimes, topic: msg.topic, at: Date.now() });
     if (failed < (job.failTimes || 0)) {
       failures.set(id, failed + 1);
       throw new Error(`failing on purpose (${failed + 1})`);
