@@ -79,7 +79,7 @@ impl Broker {
         let offsets = ConsumerOffsets::open(&meta_dir)?;
         let schedule = ScheduleState::open(&meta_dir);
         let delay_levels = DelayLevels::parse(&config.message_delay_levels)
-            .map_err(|e| crate::config::ConfigError::Invalid(e))?;
+            .map_err(crate::config::ConfigError::Invalid)?;
         let hold = Arc::new(PullHold::default());
         store.set_arrival_listener(hold.clone());
         Ok(Arc::new(Broker {
