@@ -337,3 +337,140 @@ fn ordered_by_sharding_key() {
         );
     }
 }
+
+/// Pulls queue 0 of a topic with wasmq's own client (to inspect dead-letter queues).
+fn pull_all(broker: &BrokerProc, topic: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = RemotingClient::connect(broker.broker).await.unwrap();
+        let mut e = ExtFields::new();
+        for (k, v) in [
+            ("consumerGroup", "inspect"),
+            ("topic", topic),
+            ("queueId", "0"),
+            ("queueOffset", "0"),
+            ("maxMsgNums", "32"),
+            ("sysFlag", "4"),
+            ("subscription", "*"),
+        ] {
+            e.insert(k, v);
+        }
+        let r = c
+            .invoke(
+                RemotingCommand::new_request(request::PULL_MESSAGE, e),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let mut rest = &r.body[..];
+        while !rest.is_empty() {
+            let Ok(wasmq::store::record::Entry::Record(v)) = wasmq::store::record::decode(
+                rest,
+                wasmq::store::record::Check {
+                    crc: true,
+                    position: None,
+                },
+            ) else {
+                break;
+            };
+            out.push(format!(
+                "{}|{}|{}",
+                String::from_utf8_lossy(v.body()),
+                v.reconsume_times(),
+                v.property("DLQ_ORIGIN_TOPIC").unwrap_or("")
+            ));
+            rest = &rest[v.total_size()..];
+        }
+        out
+    })
+}
+
+#[test]
+fn delays_retries_and_dead_letters() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // Level 2 is RocketMQ's 5 s; the levels retries use (3 + reconsumeTimes) are short here.
+    let cfg = dir.path().join("broker.toml");
+    std::fs::write(&cfg, "[broker]\nmessage_delay_levels = \"1s 5s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s\"\n").unwrap();
+    let broker = BrokerProc::start(
+        &dir.path().join("store"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let ns = broker.namesrv.to_string();
+
+    // ali-ons: delay level 2 is consumed no earlier than 5 s after the send.
+    let consumer = ClientProc::spawn(
+        Lang::Node,
+        &json!({"role": "consume", "namesrv": ns, "topic": "DelayTopic",
+        "group": "CG_DELAY", "expect": 1, "timeoutMs": 40000}),
+    );
+    let out = run(
+        Lang::Node,
+        json!({"role": "produce", "namesrv": ns, "topic": "DelayTopic",
+        "messages": [{"body": "in-five", "delayLevel": 2}]}),
+    );
+    assert_eq!(sent_ok(&out), 1, "{out:?}");
+    let sent_at = events(&out, "sent")[0]["at"].as_i64().unwrap();
+    let got = consumer.finish(Duration::from_secs(60));
+    let m = events(&got, "msg");
+    assert_eq!(m.len(), 1);
+    let waited = m[0]["at"].as_i64().unwrap() - sent_at;
+    assert!(
+        (5000..12000).contains(&waited),
+        "consumed {waited} ms after the send"
+    );
+
+    // ali-ons: a consumer that throws sees the message again with reconsumeTimes 1, 2, ...;
+    // after its maxReconsumeTimes (2) the message is in %DLQ%<group> and no longer delivered.
+    let out = run(
+        Lang::Node,
+        json!({"role": "produce", "namesrv": ns, "topic": "RetryTopic",
+        "messages": [{"body": "poison"}]}),
+    );
+    assert_eq!(sent_ok(&out), 1);
+    let out = run(
+        Lang::Node,
+        json!({"role": "consume", "namesrv": ns, "topic": "RetryTopic", "group": "CG_RETRY",
+        "failTimes": 100, "maxReconsumeTimes": 2, "timeoutMs": 15000}),
+    );
+    let attempts: Vec<i64> = events(&out, "attempt")
+        .iter()
+        .filter(|a| a["body"] == "poison")
+        .map(|a| a["reconsumeTimes"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        attempts,
+        [0, 1, 2],
+        "delivered, then retried twice, then no more"
+    );
+    assert_eq!(pull_all(&broker, "%DLQ%CG_RETRY"), ["poison|3|RetryTopic"]);
+
+    // rocketmq-client-python: set_delay_time_level and RECONSUME_LATER behave the same way.
+    let out = run(
+        Lang::Python,
+        json!({"role": "produce", "namesrv": ns, "topic": "PyDelayTopic",
+        "messages": [{"body": "py-later", "delayLevel": 2}]}),
+    );
+    assert_eq!(sent_ok(&out), 1, "{out:?}");
+    let sent_at = events(&out, "sent")[0]["at"].as_i64().unwrap();
+    let out = run(
+        Lang::Python,
+        json!({"role": "consume", "namesrv": ns, "topic": "PyDelayTopic", "group": "CG_PY_RETRY",
+        "failTimes": 2, "expect": 1, "lingerMs": 1000, "timeoutMs": 40000}),
+    );
+    let attempts: Vec<&Value> = events(&out, "attempt");
+    assert!(
+        attempts[0]["at"].as_i64().unwrap() - sent_at >= 5000,
+        "first delivery after the 5 s delay"
+    );
+    let times: Vec<i64> = attempts
+        .iter()
+        .map(|a| a["reconsumeTimes"].as_i64().unwrap())
+        .collect();
+    assert_eq!(times, [0, 1, 2], "RECONSUME_LATER twice, then consumed");
+    assert_eq!(bodies(&out), ["py-later"]);
+}

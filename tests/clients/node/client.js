@@ -46,7 +46,7 @@ async function produce() {
     if (m.delayLevel) msg.delayTimeLevel = m.delayLevel;
     try {
       const r = await producer.send(msg);
-      out({ event: 'sent', i, status: r.sendStatus, msgId: r.msgId, queueId: r.messageQueue.queueId, queueOffset: Number(r.queueOffset) });
+      out({ event: 'sent', i, at: Date.now(), status: r.sendStatus, msgId: r.msgId, queueId: r.messageQueue.queueId, queueOffset: Number(r.queueOffset) });
     } catch (e) {
       out({ event: 'error', i, error: String(e.message || e) });
     }
@@ -92,6 +92,7 @@ async function consume() {
       body: msg.body.length <= 256 ? msg.body.toString() : undefined,
       bodySha256: crypto.createHash('sha256').update(msg.body).digest('hex'),
       props: msg.properties, storeTimestamp: Number(msg.storeTimestamp), bornTimestamp: Number(msg.bornTimestamp),
+      at: Date.now(),
     });
     if (job.expect && count >= job.expect) finish();
   });

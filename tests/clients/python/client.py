@@ -68,7 +68,7 @@ def produce():
                 out({"event": "sent", "i": i, "status": str(r.status), "msgId": r.msg_id, "queueOffset": r.offset})
             else:
                 r = p.send_sync(msg)
-                out({"event": "sent", "i": i, "status": str(r.status), "msgId": r.msg_id, "queueOffset": r.offset})
+                out({"event": "sent", "i": i, "at": int(time.time() * 1000), "status": str(r.status), "msgId": r.msg_id, "queueOffset": r.offset})
         except Exception as e:  # noqa: BLE001 - report every failure as data
             out({"event": "error", "i": i, "error": str(e)})
     p.shutdown()
@@ -84,6 +84,9 @@ def consume():
     fail_times = job.get("failTimes", 0)
 
     def on_message(msg):
+        body0 = msg.body or b""
+        out({"event": "attempt", "body": body0.decode("utf-8", "replace") if len(body0) <= 256 else None,
+             "reconsumeTimes": msg.reconsume_times, "at": int(time.time() * 1000)})
         failed = failures.get(msg.id, 0)
         if failed < fail_times:
             failures[msg.id] = failed + 1
