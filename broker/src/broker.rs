@@ -287,6 +287,7 @@ impl RequestHandler for BrokerHandler {
                 request::UPDATE_AND_CREATE_TOPIC => admin::create_topic(b, &req),
                 request::DELETE_TOPIC_IN_BROKER => admin::delete_topic(b, &req),
                 request::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(b, &req),
+                request::INVOKE_BROKER_TO_RESET_OFFSET => admin::reset_offset(b, &req),
                 // One process answers NameServer requests on the broker port too, so a client
                 // pointed at either address works.
                 request::GET_ROUTEINFO_BY_TOPIC

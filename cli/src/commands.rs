@@ -78,11 +78,47 @@ pub struct QueryArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct OffsetsArgs {
+    #[command(subcommand)]
+    pub cmd: Option<OffsetsCmd>,
     #[arg(long)]
-    pub group: String,
+    pub group: Option<String>,
     #[arg(long)]
-    pub topic: String,
+    pub topic: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum OffsetsCmd {
+    /// Reset a group's committed offsets (its consumers must be stopped) to the first message
+    /// stored at or after --timestamp (ms), or to --to-offset on every queue.
+    Reset {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, conflicts_with = "to_offset")]
+        timestamp: Option<i64>,
+        #[arg(long)]
+        to_offset: Option<i64>,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DlqCmd {
+    /// Print the dead letters of a group with their origin.
+    List {
+        #[arg(long)]
+        group: String,
+    },
+    /// Send dead letters back to their original topic (all, or the one with --id).
+    Resend {
+        #[arg(long)]
+        group: String,
+        /// Offset message id of one dead letter (as `dlq list` prints it).
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -92,7 +128,21 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Send(a) => send(&mut c, a).await,
         Cmd::Consume(a) => consume(&mut c, a).await,
         Cmd::Query(a) => query(&mut c, a).await,
-        Cmd::Offsets(a) => offsets(&mut c, a).await,
+        Cmd::Offsets(a) => match a.cmd {
+            Some(OffsetsCmd::Reset {
+                group,
+                topic,
+                timestamp,
+                to_offset,
+            }) => reset_offsets(&mut c, &group, &topic, timestamp, to_offset).await,
+            None => {
+                let (Some(group), Some(topic)) = (a.group, a.topic) else {
+                    bail!("--group and --topic are required");
+                };
+                offsets(&mut c, &group, &topic).await
+            }
+        },
+        Cmd::Dlq { cmd } => dlq(&mut c, cmd).await,
         Cmd::Bench { cmd } => crate::bench::run(&cli.namesrv, cmd).await,
     }
 }
@@ -424,8 +474,153 @@ async fn query(c: &mut Cluster, a: QueryArgs) -> Result<()> {
     Ok(())
 }
 
-async fn offsets(c: &mut Cluster, a: OffsetsArgs) -> Result<()> {
-    let queues = c.queues(&a.topic, false).await?;
+async fn reset_offsets(
+    c: &mut Cluster,
+    group: &str,
+    topic: &str,
+    ts: Option<i64>,
+    to: Option<i64>,
+) -> Result<()> {
+    if ts.is_none() && to.is_none() {
+        bail!("give --timestamp MS or --to-offset N");
+    }
+    let mut brokers: Vec<String> = c
+        .queues(topic, false)
+        .await?
+        .into_iter()
+        .map(|q| q.0)
+        .collect();
+    brokers.dedup();
+    for b in brokers {
+        let mut e = ext(&[("topic", topic), ("group", group), ("isForce", "true")]);
+        if let Some(t) = ts {
+            e.insert_display("timestamp", t);
+        }
+        if let Some(o) = to {
+            e.insert_display("offset", o);
+        }
+        let r = c
+            .call_ok(
+                &b,
+                RemotingCommand::new_request(request::INVOKE_BROKER_TO_RESET_OFFSET, e),
+            )
+            .await?;
+        println!("{b}: {}", String::from_utf8_lossy(&r.body));
+    }
+    Ok(())
+}
+
+/// Dead letters of `group`: (broker, record bytes) for every message of `%DLQ%<group>`.
+async fn dead_letters(c: &mut Cluster, group: &str) -> Result<Vec<(String, bytes::Bytes)>> {
+    let topic = format!("%DLQ%{group}");
+    let mut out = Vec::new();
+    for (addr, q) in c.queues(&topic, false).await? {
+        let mut offset = 0i64;
+        loop {
+            let req = RemotingCommand::new_request(
+                request::PULL_MESSAGE,
+                ext(&[
+                    ("consumerGroup", "wasmq-dlq"),
+                    ("topic", &topic),
+                    ("queueId", &q.to_string()),
+                    ("queueOffset", &offset.to_string()),
+                    ("maxMsgNums", "32"),
+                    ("sysFlag", "4"),
+                    ("subscription", "*"),
+                ]),
+            );
+            let r = c.call(&addr, req).await?;
+            if r.code != response::SUCCESS {
+                break;
+            }
+            let mut rest = r.body.clone();
+            while !rest.is_empty() {
+                let n = match wasmq::store::record::peek_size(&rest) {
+                    Some(n) if n > 0 && n as usize <= rest.len() => n as usize,
+                    _ => bail!("undecodable record in the reply"),
+                };
+                out.push((addr.clone(), rest.split_to(n)));
+            }
+            offset = field_i64(&r, "nextBeginOffset")?;
+        }
+    }
+    Ok(out)
+}
+
+async fn dlq(c: &mut Cluster, cmd: DlqCmd) -> Result<()> {
+    use wasmq::protocol::properties;
+    match cmd {
+        DlqCmd::List { group } => {
+            for (_, rec) in dead_letters(c, &group).await? {
+                for_each(&rec, |m| {
+                    println!(
+                        "{} reconsumeTimes={} originTopic={} originMsgId={}",
+                        describe(m),
+                        m.reconsume_times(),
+                        m.property("DLQ_ORIGIN_TOPIC").unwrap_or(""),
+                        m.property("DLQ_ORIGIN_MESSAGE_ID").unwrap_or("")
+                    )
+                })?;
+            }
+        }
+        DlqCmd::Resend { group, id } => {
+            let mut sent = 0;
+            for (addr, rec) in dead_letters(c, &group).await? {
+                let mut todo = Vec::new();
+                for_each(&rec, |m| {
+                    let mid =
+                        wasmq::protocol::message_id::encode(m.store_host(), m.physical_offset());
+                    if id.as_deref().is_some_and(|want| want != mid) {
+                        return;
+                    }
+                    let topic = m
+                        .property("DLQ_ORIGIN_TOPIC")
+                        .or(m.property("RETRY_TOPIC"))
+                        .unwrap_or("")
+                        .to_string();
+                    let mut props = String::new();
+                    for (k, v) in properties::iter(m.properties()).flatten() {
+                        if !matches!(
+                            k,
+                            "DLQ_ORIGIN_TOPIC"
+                                | "DLQ_ORIGIN_MESSAGE_ID"
+                                | "RETRY_TOPIC"
+                                | "ORIGIN_MESSAGE_ID"
+                                | "__CRC32#"
+                                | "REAL_TOPIC"
+                                | "REAL_QID"
+                                | "DELAY"
+                        ) {
+                            let _ = properties::push_pair(&mut props, k, v);
+                        }
+                    }
+                    todo.push((topic, props, m.body().to_vec(), mid));
+                })?;
+                for (topic, props, body, mid) in todo {
+                    if topic.is_empty() {
+                        println!("skipped {mid}: no original topic recorded");
+                        continue;
+                    }
+                    let r = c
+                        .call_ok(&addr, send_request(&topic, 0, &props, body, false))
+                        .await?;
+                    println!(
+                        "resent {mid} to {topic} as {}",
+                        r.ext_fields.get("msgId").unwrap_or("")
+                    );
+                    sent += 1;
+                }
+            }
+            if sent == 0 {
+                bail!("no dead letter resent");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn offsets(c: &mut Cluster, group: &str, topic: &str) -> Result<()> {
+    let queues = c.queues(topic, false).await?;
     let (mut total_lag, mut total_committed) = (0i64, 0i64);
     println!(
         "{:<24} {:>6} {:>12} {:>12} {:>10}",
@@ -439,8 +634,8 @@ async fn offsets(c: &mut Cluster, a: OffsetsArgs) -> Result<()> {
                 RemotingCommand::new_request(
                     request::QUERY_CONSUMER_OFFSET,
                     ext(&[
-                        ("consumerGroup", &a.group),
-                        ("topic", &a.topic),
+                        ("consumerGroup", group),
+                        ("topic", topic),
                         ("queueId", &qs),
                         ("setZeroIfNotFound", "false"),
                     ]),
@@ -457,7 +652,7 @@ async fn offsets(c: &mut Cluster, a: OffsetsArgs) -> Result<()> {
                 addr,
                 RemotingCommand::new_request(
                     request::GET_MAX_OFFSET,
-                    ext(&[("topic", &a.topic), ("queueId", &qs)]),
+                    ext(&[("topic", topic), ("queueId", &qs)]),
                 ),
             )
             .await?;

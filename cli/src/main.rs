@@ -31,8 +31,13 @@ pub enum Cmd {
     Consume(commands::ConsumeArgs),
     /// Look messages up by key, unique key or offset message id.
     Query(commands::QueryArgs),
-    /// A group's committed offsets, max offsets and lag per queue.
+    /// A group's committed offsets, max offsets and lag per queue; `offsets reset` rewinds.
     Offsets(commands::OffsetsArgs),
+    /// Dead letters of a consumer group: list them or resend them to their original topic.
+    Dlq {
+        #[command(subcommand)]
+        cmd: commands::DlqCmd,
+    },
     /// Load generators printing msgs/s, MB/s and latency percentiles.
     Bench {
         #[command(subcommand)]

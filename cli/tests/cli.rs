@@ -229,3 +229,118 @@ fn topics_send_consume_query_offsets_bench() {
     );
     assert!(out.contains("consume total"), "{out}");
 }
+
+#[test]
+fn offsets_reset_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path());
+    assert!(ok(&b, &["topic", "create", "--topic", "R", "--queues", "1"]).contains("created"));
+    for i in 0..5 {
+        ok(&b, &["send", "--topic", "R", "--body", &format!("m{i}")]);
+    }
+    let out = ok(
+        &b,
+        &[
+            "consume",
+            "--topic",
+            "R",
+            "--group",
+            "G",
+            "--count",
+            "5",
+            "--timeout-ms",
+            "10000",
+        ],
+    );
+    assert_eq!(out.lines().count(), 5);
+    // Rewind to offset 2: the next run sees m2..m4 again.
+    assert!(ok(
+        &b,
+        &[
+            "offsets",
+            "reset",
+            "--group",
+            "G",
+            "--topic",
+            "R",
+            "--to-offset",
+            "2"
+        ]
+    )
+    .contains("\"0\":2"));
+    let out = ok(
+        &b,
+        &[
+            "consume",
+            "--topic",
+            "R",
+            "--group",
+            "G",
+            "--count",
+            "3",
+            "--timeout-ms",
+            "10000",
+        ],
+    );
+    assert!(
+        out.contains("body=m2") && out.contains("body=m4") && !out.contains("body=m1"),
+        "{out}"
+    );
+    // Timestamp 0 = everything.
+    ok(
+        &b,
+        &[
+            "offsets",
+            "reset",
+            "--group",
+            "G",
+            "--topic",
+            "R",
+            "--timestamp",
+            "0",
+        ],
+    );
+    assert!(ok(&b, &["offsets", "--group", "G", "--topic", "R"]).contains("lag=5"));
+    // No dead letters yet: resend fails clearly.
+    assert!(!wasmq(&b, &["dlq", "resend", "--group", "G"])
+        .status
+        .success());
+    // A dead letter (as the broker writes them: origin kept in properties) is listed and resent
+    // to its original topic.
+    ok(
+        &b,
+        &[
+            "send",
+            "--topic",
+            "%DLQ%G",
+            "--tag",
+            "t",
+            "--property",
+            "DLQ_ORIGIN_TOPIC=R",
+            "--body",
+            "dead",
+        ],
+    );
+    let list = ok(&b, &["dlq", "list", "--group", "G"]);
+    assert!(
+        list.contains("body=dead") && list.contains("originTopic=R"),
+        "{list}"
+    );
+    let resent = ok(&b, &["dlq", "resend", "--group", "G"]);
+    assert!(resent.contains("to R"), "{resent}");
+    let out = ok(
+        &b,
+        &[
+            "consume",
+            "--topic",
+            "R",
+            "--group",
+            "G2",
+            "--count",
+            "6",
+            "--timeout-ms",
+            "10000",
+        ],
+    );
+    assert!(out.contains("body=dead") && out.contains("tags=t"), "{out}");
+}

@@ -1,5 +1,5 @@
 //! Topic administration: UPDATE_AND_CREATE_TOPIC (17), DELETE_TOPIC_IN_BROKER (215),
-//! GET_ALL_TOPIC_CONFIG (21).
+//! GET_ALL_TOPIC_CONFIG (21), INVOKE_BROKER_TO_RESET_OFFSET (222).
 
 use crate::broker::Broker;
 use crate::meta::TopicConfig;
@@ -7,6 +7,62 @@ use crate::protocol::headers::CreateTopicHeader;
 use crate::protocol::{response, RemotingCommand};
 
 use super::{bad_header, ok, reply};
+
+/// INVOKE_BROKER_TO_RESET_OFFSET (222): rewinds (or forwards) a group's committed offsets on
+/// every queue of a topic, to the first message stored at or after `timestamp` (ms; -1 = the
+/// end), or to `offset` when given. Refused while the group has live consumers: they would
+/// overwrite the committed offsets with their own on their next commit (pushing
+/// RESET_CONSUMER_CLIENT_OFFSET to live clients is not implemented yet).
+pub fn reset_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
+    let e = &req.ext_fields;
+    let (Some(topic), Some(group)) = (e.get("topic"), e.get("group")) else {
+        return bad_header(req, "topic and group are required");
+    };
+    let timestamp = match e.get_i64("timestamp") {
+        Ok(t) => t,
+        Err(err) => return bad_header(req, err),
+    };
+    let offset = match e.get_i64("offset") {
+        Ok(o) => o,
+        Err(err) => return bad_header(req, err),
+    };
+    if timestamp.is_none() && offset.is_none() {
+        return bad_header(req, "timestamp or offset is required");
+    }
+    let Some(t) = b.topics.get(topic) else {
+        return reply(
+            req,
+            response::TOPIC_NOT_EXIST,
+            format!("topic[{topic}] not exist"),
+        );
+    };
+    if b.clients.is_online(group) {
+        return reply(
+            req,
+            response::SYSTEM_ERROR,
+            format!("group {group} has live consumers; stop them before resetting its offsets"),
+        );
+    }
+    let mut table = serde_json::Map::new();
+    for q in 0..t.read_queue_nums as i32 {
+        let (min, max) = (b.store.min_offset(topic, q), b.store.max_offset(topic, q));
+        let to = match (offset, timestamp) {
+            (Some(o), _) => (o.max(0) as u64).clamp(min, max),
+            (None, Some(-1)) => max,
+            (None, Some(ts)) => b
+                .store
+                .search_offset(topic, q, ts, crate::store::Boundary::Lower),
+            (None, None) => max,
+        };
+        b.offsets.commit(group, topic, q, to as i64);
+        table.insert(q.to_string(), serde_json::Value::from(to));
+    }
+    if let Err(e) = b.offsets.persist_if_dirty() {
+        return reply(req, response::SYSTEM_ERROR, e.to_string());
+    }
+    tracing::info!(group, topic, ?timestamp, ?offset, "consumer offsets reset");
+    ok(req).with_body(serde_json::Value::Object(table).to_string().into_bytes())
+}
 
 pub fn create_topic(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     let h = match CreateTopicHeader::parse(&req.ext_fields) {
