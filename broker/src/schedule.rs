@@ -171,7 +171,12 @@ impl ScheduleState {
 fn delivered_properties(props: &str) -> String {
     let mut out = String::with_capacity(props.len());
     for kv in properties::iter(props).flatten() {
-        if kv.0 == REAL_TOPIC || kv.0 == REAL_QID || kv.0 == DELAY || kv.0 == CRC_PROPERTY {
+        if kv.0 == REAL_TOPIC
+            || kv.0 == REAL_QID
+            || kv.0 == DELAY
+            || kv.0 == CRC_PROPERTY
+            || kv.0 == properties::TIMER_OUT_MS
+        {
             continue;
         }
         out.push_str(kv.0);
@@ -180,6 +185,67 @@ fn delivered_properties(props: &str) -> String {
         out.push(properties::PROPERTY_SEPARATOR);
     }
     out
+}
+
+/// What became of a due parked message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Stored in its real topic (or found there already after a restart).
+    Delivered,
+    /// Cannot ever be delivered (malformed, topic refuses writes): logged and skipped.
+    Dropped,
+    /// The store refused for now (disk full, shutting down): try again later.
+    RetryLater,
+}
+
+/// Re-puts a due parked message (schedule or timer) into its real topic and queue. With
+/// `check_doubt`, first looks it up by `UNIQ_KEY` there: after a crash the message may have
+/// been delivered before its progress was persisted.
+pub async fn deliver(b: &Broker, r: &record::RecordView<'_>, check_doubt: bool) -> Delivery {
+    let props = r.properties();
+    let (Some(topic), Some(real_qid)) = (
+        properties::get_property(props, REAL_TOPIC),
+        properties::get_property(props, REAL_QID).and_then(|q| q.parse::<i32>().ok()),
+    ) else {
+        tracing::error!(offset = r.physical_offset(), "parked message lacks REAL_TOPIC/REAL_QID; dropping it");
+        return Delivery::Dropped;
+    };
+    let uniq = properties::get_property(props, UNIQ_KEY).unwrap_or("");
+    if check_doubt && !uniq.is_empty() {
+        let found = b.store.query_by_key(topic, uniq, 1, r.store_timestamp(), i64::MAX, true);
+        if !found.is_empty() {
+            tracing::info!(offset = r.physical_offset(), "parked message already delivered before restart");
+            return Delivery::Delivered;
+        }
+    }
+    if let Err((code, remark)) = b.topic_for_write(topic) {
+        tracing::warn!(topic, code, remark, "parked message's topic refuses writes; dropping it");
+        return Delivery::Dropped;
+    }
+    let out_props = delivered_properties(props);
+    let msg = MessageInput {
+        topic,
+        queue_id: real_qid,
+        flag: r.flag(),
+        sysflag: r.sysflag(),
+        born_timestamp: r.born_timestamp(),
+        born_host: r.born_host(),
+        reconsume_times: r.reconsume_times(),
+        prepared_transaction_offset: r.prepared_transaction_offset(),
+        body: r.body(),
+        properties: &out_props,
+    };
+    match b.store.put(std::slice::from_ref(&msg)).await.status {
+        PutStatus::Ok | PutStatus::FlushDiskTimeout => Delivery::Delivered,
+        PutStatus::MessageIllegal(m) => {
+            tracing::error!(reason = %m, "parked message cannot be stored; dropping it");
+            Delivery::Dropped
+        }
+        other => {
+            tracing::warn!(status = ?other, "re-putting a due message failed; will retry");
+            Delivery::RetryLater
+        }
+    }
 }
 
 /// The task of one level: deliver due messages in order until shutdown.
@@ -241,73 +307,14 @@ pub async fn run_level(
             }
             continue;
         }
-        let props = r.properties();
-        let (Some(topic), Some(real_qid)) = (
-            properties::get_property(props, REAL_TOPIC),
-            properties::get_property(props, REAL_QID).and_then(|q| q.parse::<i32>().ok()),
-        ) else {
-            tracing::error!(
-                level,
-                offset = off,
-                "scheduled message lacks REAL_TOPIC/REAL_QID; dropping it"
-            );
-            let _ = b.schedule.advance(level, off + 1);
-            continue;
-        };
-        let uniq = properties::get_property(props, UNIQ_KEY).unwrap_or("");
-        if check_doubt && !uniq.is_empty() {
-            // The first message after a (re)start may have been delivered before a crash
-            // kept its progress from being written.
-            let found = b
-                .store
-                .query_by_key(topic, uniq, 1, r.store_timestamp(), i64::MAX, true);
-            if !found.is_empty() {
-                tracing::info!(
-                    level,
-                    offset = off,
-                    "scheduled message already delivered before restart"
-                );
-                let _ = b.schedule.advance(level, off + 1);
-                continue;
-            }
-        }
-        check_doubt = false;
-        let out_props = delivered_properties(props);
-        let msg = MessageInput {
-            topic,
-            queue_id: real_qid,
-            flag: r.flag(),
-            sysflag: r.sysflag(),
-            born_timestamp: r.born_timestamp(),
-            born_host: r.born_host(),
-            reconsume_times: r.reconsume_times(),
-            prepared_transaction_offset: r.prepared_transaction_offset(),
-            body: r.body(),
-            properties: &out_props,
-        };
-        if let Err((code, remark)) = b.topic_for_write(topic) {
-            tracing::warn!(
-                topic,
-                code,
-                remark,
-                "scheduled message's topic refuses writes; dropping it"
-            );
-            let _ = b.schedule.advance(level, off + 1);
-            continue;
-        }
-        let put = b.store.put(std::slice::from_ref(&msg)).await;
-        match put.status {
-            PutStatus::Ok | PutStatus::FlushDiskTimeout => {
+        match deliver(&b, &r, check_doubt).await {
+            Delivery::Delivered | Delivery::Dropped => {
+                check_doubt = false;
                 if let Err(e) = b.schedule.advance(level, off + 1) {
                     tracing::error!(error = %e, "persisting schedule progress failed");
                 }
             }
-            PutStatus::MessageIllegal(m) => {
-                tracing::error!(level, offset = off, reason = %m, "scheduled message cannot be stored; dropping it");
-                let _ = b.schedule.advance(level, off + 1);
-            }
-            other => {
-                tracing::warn!(status = ?other, "re-putting a due message failed; retrying in 1 s");
+            Delivery::RetryLater => {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.changed() => {}
