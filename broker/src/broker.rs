@@ -54,6 +54,7 @@ pub struct Broker {
     register_now: tokio::sync::Notify,
     pub delay_levels: DelayLevels,
     pub schedule: ScheduleState,
+    pub timer: crate::timer::TimerState,
 }
 
 impl Broker {
@@ -78,6 +79,7 @@ impl Broker {
         }
         let offsets = ConsumerOffsets::open(&meta_dir)?;
         let schedule = ScheduleState::open(&meta_dir);
+        let timer = crate::timer::TimerState::open(&meta_dir);
         let delay_levels = DelayLevels::parse(&config.message_delay_levels)
             .map_err(crate::config::ConfigError::Invalid)?;
         let hold = Arc::new(PullHold::default());
@@ -95,6 +97,7 @@ impl Broker {
             register_now: tokio::sync::Notify::new(),
             delay_levels,
             schedule,
+            timer,
         }))
     }
 
@@ -361,7 +364,10 @@ pub async fn run(
         stop_rx.clone(),
     )));
     let tasks = tokio::spawn(broker.clone().tasks(stop_rx.clone()));
-    let mut schedulers = Vec::new();
+    let mut schedulers = vec![tokio::spawn(crate::timer::run(
+        broker.clone(),
+        stop_rx.clone(),
+    ))];
     for level in 1..=broker.delay_levels.count() {
         let delay = broker.delay_levels.delay(level).unwrap_or_default();
         schedulers.push(tokio::spawn(crate::schedule::run_level(

@@ -54,6 +54,9 @@ pub struct BrokerConfig {
     /// Reconsume attempts before a message goes to `%DLQ%<group>` when the client does not say
     /// (default 16).
     pub max_reconsume_times: i32,
+    /// Timed messages (`TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, ...) may be at most this far
+    /// ahead (default 3 days, RocketMQ's `timerMaxDelaySec`); later ones are refused.
+    pub timer_max_delay_secs: u64,
     pub store: StoreConfig,
 }
 
@@ -75,6 +78,7 @@ impl Default for BrokerConfig {
             message_delay_levels: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .into(),
             max_reconsume_times: 16,
+            timer_max_delay_secs: 3 * 24 * 3600,
             store: StoreConfig::default(),
         }
     }

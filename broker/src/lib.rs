@@ -27,6 +27,7 @@
 //! | [`long_poll`] | held pulls woken by the dispatcher |
 //! | [`queue_locks`] | queue locks for orderly consumers |
 //! | [`schedule`] | delay levels: `SCHEDULE_TOPIC_XXXX` and the per-level delivery tasks |
+//! | [`timer`] | delivery at arbitrary times: the timer topic, due-soon heap, delivered bitmap |
 //! | [`config`] | broker configuration |
 
 pub mod broker;
@@ -42,3 +43,4 @@ pub mod queue_locks;
 pub mod schedule;
 pub mod store;
 pub mod subscription;
+pub mod timer;

@@ -207,19 +207,32 @@ pub async fn deliver(b: &Broker, r: &record::RecordView<'_>, check_doubt: bool) 
         properties::get_property(props, REAL_TOPIC),
         properties::get_property(props, REAL_QID).and_then(|q| q.parse::<i32>().ok()),
     ) else {
-        tracing::error!(offset = r.physical_offset(), "parked message lacks REAL_TOPIC/REAL_QID; dropping it");
+        tracing::error!(
+            offset = r.physical_offset(),
+            "parked message lacks REAL_TOPIC/REAL_QID; dropping it"
+        );
         return Delivery::Dropped;
     };
     let uniq = properties::get_property(props, UNIQ_KEY).unwrap_or("");
     if check_doubt && !uniq.is_empty() {
-        let found = b.store.query_by_key(topic, uniq, 1, r.store_timestamp(), i64::MAX, true);
+        let found = b
+            .store
+            .query_by_key(topic, uniq, 1, r.store_timestamp(), i64::MAX, true);
         if !found.is_empty() {
-            tracing::info!(offset = r.physical_offset(), "parked message already delivered before restart");
+            tracing::info!(
+                offset = r.physical_offset(),
+                "parked message already delivered before restart"
+            );
             return Delivery::Delivered;
         }
     }
     if let Err((code, remark)) = b.topic_for_write(topic) {
-        tracing::warn!(topic, code, remark, "parked message's topic refuses writes; dropping it");
+        tracing::warn!(
+            topic,
+            code,
+            remark,
+            "parked message's topic refuses writes; dropping it"
+        );
         return Delivery::Dropped;
     }
     let out_props = delivered_properties(props);

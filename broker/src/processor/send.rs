@@ -106,7 +106,26 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
                 };
                 b.store.put(std::slice::from_ref(&parked)).await
             }
-            Ok(None) => b.store.put(std::slice::from_ref(&base)).await,
+            Ok(None) => {
+                let max = std::time::Duration::from_secs(b.config.timer_max_delay_secs);
+                let now = crate::store::commit_log::now_ms();
+                match crate::timer::requested_delivery(h.properties, now, max) {
+                    Err(e) => return reply(req, response::MESSAGE_ILLEGAL, e.to_string()),
+                    Ok(Some(at)) => {
+                        // Timed: parked in the timer topic until `at` (see `timer`).
+                        let props =
+                            crate::timer::timer_properties(h.properties, h.topic, queue_id, at);
+                        let parked = MessageInput {
+                            topic: crate::timer::TIMER_TOPIC,
+                            queue_id: 0,
+                            properties: &props,
+                            ..base
+                        };
+                        b.store.put(std::slice::from_ref(&parked)).await
+                    }
+                    Ok(None) => b.store.put(std::slice::from_ref(&base)).await,
+                }
+            }
         }
     };
     let code = match &result.status {

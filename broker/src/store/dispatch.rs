@@ -19,12 +19,25 @@ use super::index::IndexService;
 use super::queues::ConsumeQueues;
 use super::record::{self, Check, Entry};
 
-/// The consume-queue entry of the record at `pos`: its size and the hash of its tag.
+/// Topic of messages waiting for an arbitrary delivery time (RocketMQ 5's name). Their
+/// consume-queue entries carry the delivery time (ms, property `TIMER_OUT_MS`) in place of a
+/// tag hash, so the timer scans due times without reading the log.
+pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
+
+/// The consume-queue entry of the record at `pos`: its size and the hash of its tag (or, in
+/// the timer topic, its delivery time).
 fn cq_entry(pos: u64, r: &record::RecordView<'_>) -> CqEntry {
+    let tag_hash = if r.topic() == TIMER_TOPIC {
+        r.property("TIMER_OUT_MS")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
+    } else {
+        r.property("TAGS").map(record::tag_hash).unwrap_or(0)
+    };
     CqEntry {
         physical_offset: pos,
         size: r.total_size() as u32,
-        tag_hash: r.property("TAGS").map(record::tag_hash).unwrap_or(0),
+        tag_hash,
     }
 }
 
