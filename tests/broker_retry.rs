@@ -219,6 +219,12 @@ fn scheduled_messages_survive_sigkill_and_arrive_once() {
             .await;
             assert_eq!(r.code, response::SUCCESS);
         }
+        // Failed messages pending in the retry topic (level 9 = 3 s) when the broker dies.
+        for i in 0..5 {
+            let r = send(&c, "Failing", "", &format!("f{i}")).await;
+            let (_, phys) = message_id::decode(r.ext_fields.get("msgId").unwrap()).unwrap();
+            assert_eq!(send_back(&c, phys, 9, 16).await.code, response::SUCCESS);
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     });
     broker.kill9();
@@ -241,5 +247,19 @@ fn scheduled_messages_survive_sigkill_and_arrive_once() {
         let mut want: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
         want.sort();
         assert_eq!(got, want);
+        let mut retried = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while retried.len() < 5 && Instant::now() < deadline {
+            if let Some(m) = pull_one(&c, "%RETRY%G", retried.len() as i64, 5000).await {
+                assert_eq!(m.reconsume, 1);
+                retried.push(m.body);
+            }
+        }
+        assert!(
+            pull_one(&c, "%RETRY%G", 5, 1500).await.is_none(),
+            "a retry was delivered twice"
+        );
+        retried.sort();
+        assert_eq!(retried, ["f0", "f1", "f2", "f3", "f4"]);
     });
 }

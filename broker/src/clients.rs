@@ -16,6 +16,8 @@ pub struct ClientChannel {
     pub client_id: String,
     pub conn: Arc<Connection>,
     pub last_seen: Instant,
+    /// The client's language (from its heartbeat): some pushes differ per language.
+    pub language: crate::protocol::LanguageCode,
 }
 
 /// How a consumer group consumes (from its heartbeat).
@@ -46,6 +48,7 @@ impl ClientRegistry {
         group: &str,
         client_id: &str,
         conn: &Arc<Connection>,
+        language: crate::protocol::LanguageCode,
         info: ConsumerInfo,
         subs: Vec<Subscription>,
     ) -> bool {
@@ -58,6 +61,7 @@ impl ClientRegistry {
                 let moved = c.conn.id() != conn.id();
                 c.conn = conn.clone();
                 c.last_seen = now;
+                c.language = language;
                 moved
             }
             None => {
@@ -67,6 +71,7 @@ impl ClientRegistry {
                         client_id: client_id.to_string(),
                         conn: conn.clone(),
                         last_seen: now,
+                        language,
                     },
                 );
                 true
@@ -91,6 +96,7 @@ impl ClientRegistry {
                 client_id: client_id.to_string(),
                 conn: conn.clone(),
                 last_seen: Instant::now(),
+                language: crate::protocol::LanguageCode::Other,
             },
         );
     }
@@ -163,6 +169,15 @@ impl ClientRegistry {
             .read()
             .get(group)
             .map(|g| g.members.values().map(|c| c.conn.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Members of a consumer group with their connections and languages.
+    pub fn consumer_channels(&self, group: &str) -> Vec<ClientChannel> {
+        self.consumers
+            .read()
+            .get(group)
+            .map(|g| g.members.values().cloned().collect())
             .unwrap_or_default()
     }
 

@@ -60,7 +60,7 @@ pub fn heartbeat(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> R
             consume_from_where: c.consume_from_where.name().to_string(),
         };
         if b.clients
-            .register_consumer(&c.group_name, &hb.client_id, conn, info, subs)
+            .register_consumer(&c.group_name, &hb.client_id, conn, req.language, info, subs)
         {
             tracing::info!(group = %c.group_name, client = %hb.client_id, "consumer joined");
             b.notify_consumer_ids_changed(&c.group_name);
