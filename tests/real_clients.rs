@@ -546,3 +546,91 @@ fn delays_retries_and_dead_letters() {
         "replayed exactly the messages stored at or after the reset time"
     );
 }
+
+/// Sum of a group's committed offsets over a topic's queues.
+fn committed(broker: &BrokerProc, group: &str, topic: &str, queues: i32) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = RemotingClient::connect(broker.broker).await.unwrap();
+        let mut sum = 0;
+        for q in 0..queues {
+            let mut e = ExtFields::new();
+            e.insert("consumerGroup", group);
+            e.insert("topic", topic);
+            e.insert_display("queueId", q);
+            e.insert("setZeroIfNotFound", "false");
+            let r = c
+                .invoke(
+                    RemotingCommand::new_request(request::QUERY_CONSUMER_OFFSET, e),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+            sum += r.ext_fields.get_i64("offset").ok().flatten().unwrap_or(0);
+        }
+        sum
+    })
+}
+
+#[test]
+fn live_group_reset_replays_through_the_cpp_client() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProc::start(&dir.path().join("store"), &[]);
+    let ns = broker.namesrv.to_string();
+    let out = run(
+        Lang::Node,
+        json!({"role": "produce", "namesrv": ns, "topic": "LiveReset",
+        "messages": msgs(8, |i| json!({"body": format!("live-{i}")}))}),
+    );
+    assert_eq!(sent_ok(&out), 8);
+    // A Python (C++) consumer reads all 8 and keeps running.
+    let consumer = ClientProc::spawn(
+        Lang::Python,
+        &json!({"role": "consume", "namesrv": ns, "topic": "LiveReset",
+        "group": "CG_LIVE", "expect": 16, "lingerMs": 500, "timeoutMs": 45000}),
+    );
+    // Its progress reaches the broker (commits ride on pulls and a 5 s timer).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while committed(&broker, "CG_LIVE", "LiveReset", 4) < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never committed its progress"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Reset to the beginning while it runs: the broker pushes RESET_CONSUMER_CLIENT_OFFSET.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = RemotingClient::connect(broker.broker).await.unwrap();
+        let mut e = ExtFields::new();
+        e.insert("topic", "LiveReset");
+        e.insert("group", "CG_LIVE");
+        e.insert("timestamp", "0");
+        let r = c
+            .invoke(
+                RemotingCommand::new_request(request::INVOKE_BROKER_TO_RESET_OFFSET, e),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.code, wasmq::protocol::response::SUCCESS, "{:?}", r.remark);
+    });
+    let out = consumer.finish(Duration::from_secs(60));
+    let mut got = bodies(&out);
+    got.sort();
+    let mut want: Vec<String> = (0..8)
+        .flat_map(|i| [format!("live-{i}"), format!("live-{i}")])
+        .collect();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "every message consumed again after the live reset"
+    );
+}

@@ -10,9 +10,9 @@ use super::{bad_header, ok, reply};
 
 /// INVOKE_BROKER_TO_RESET_OFFSET (222): rewinds (or forwards) a group's committed offsets on
 /// every queue of a topic, to the first message stored at or after `timestamp` (ms; -1 = the
-/// end), or to `offset` when given. Refused while the group has live consumers: they would
-/// overwrite the committed offsets with their own on their next commit (pushing
-/// RESET_CONSUMER_CLIENT_OFFSET to live clients is not implemented yet).
+/// end), or to `offset` when given. Live consumers of the group are told with
+/// RESET_CONSUMER_CLIENT_OFFSET (220), so they restart from there instead of overwriting the
+/// committed offsets with their own.
 pub fn reset_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     let e = &req.ext_fields;
     let (Some(topic), Some(group)) = (e.get("topic"), e.get("group")) else {
@@ -36,13 +36,6 @@ pub fn reset_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
             format!("topic[{topic}] not exist"),
         );
     };
-    if b.clients.is_online(group) {
-        return reply(
-            req,
-            response::SYSTEM_ERROR,
-            format!("group {group} has live consumers; stop them before resetting its offsets"),
-        );
-    }
     let mut table = serde_json::Map::new();
     for q in 0..t.read_queue_nums as i32 {
         let (min, max) = (b.store.min_offset(topic, q), b.store.max_offset(topic, q));
@@ -60,6 +53,7 @@ pub fn reset_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     if let Err(e) = b.offsets.persist_if_dirty() {
         return reply(req, response::SYSTEM_ERROR, e.to_string());
     }
+    push_reset(b, group, topic, timestamp.unwrap_or(0), &table);
     tracing::info!(group, topic, ?timestamp, ?offset, "consumer offsets reset");
     ok(req).with_body(serde_json::Value::Object(table).to_string().into_bytes())
 }
@@ -123,5 +117,49 @@ pub fn all_topic_config(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     match serde_json::to_vec(&body) {
         Ok(v) => ok(req).with_body(v),
         Err(e) => reply(req, response::SYSTEM_ERROR, e.to_string()),
+    }
+}
+
+/// Tells every live consumer of `group` its new offsets (RESET_CONSUMER_CLIENT_OFFSET, 220).
+/// C/C++ clients read a list of `{topic, brokerName, queueId, offset}` (Java's
+/// `ResetOffsetBodyForC`); Java-family clients read fastjson's map keyed by the queue object.
+fn push_reset(
+    b: &Broker,
+    group: &str,
+    topic: &str,
+    timestamp: i64,
+    table: &serde_json::Map<String, serde_json::Value>,
+) {
+    let broker = &b.config.broker_name;
+    let mut for_c = Vec::new();
+    let mut for_java = String::from("{\"offsetTable\":{");
+    for (i, (q, off)) in table.iter().enumerate() {
+        let qid: i32 = q.parse().unwrap_or(0);
+        for_c.push(serde_json::json!({"topic": topic, "brokerName": broker, "queueId": qid, "offset": off}));
+        if i > 0 {
+            for_java.push(',');
+        }
+        let key = serde_json::json!({"brokerName": broker, "queueId": qid, "topic": topic});
+        for_java.push_str(&format!("{key}:{off}"));
+    }
+    for_java.push_str("}}");
+    let for_c = serde_json::json!({ "offsetTable": for_c }).to_string();
+    for ch in b.clients.consumer_channels(group) {
+        let mut e = crate::protocol::ExtFields::new();
+        e.insert("topic", topic);
+        e.insert("group", group);
+        e.insert_display("timestamp", timestamp);
+        e.insert("isForce", "true");
+        let body = if ch.language == crate::protocol::LanguageCode::Cpp {
+            &for_c
+        } else {
+            &for_java
+        };
+        let cmd =
+            RemotingCommand::new_request(crate::protocol::request::RESET_CONSUMER_CLIENT_OFFSET, e)
+                .with_body(body.clone().into_bytes());
+        if let Err(err) = ch.conn.send_oneway(cmd) {
+            tracing::warn!(client = %ch.client_id, error = %err, "could not push an offset reset");
+        }
     }
 }
