@@ -81,6 +81,9 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 }
 
 fn run_case(mode: FlushMode, size: usize, writers: usize) -> Case {
+    // Start each case with no dirty data from the previous ones in the page cache: their
+    // writeback would compete with this case's fdatasyncs.
+    let _ = std::process::Command::new("sync").status();
     let dir = tempfile::tempdir_in(base_dir()).expect("temp dir");
     let cfg = StoreConfig {
         flush_mode: mode,
