@@ -388,6 +388,21 @@ fn bad_input_gets_errors_and_harms_no_one() {
         // A bad queue id.
         let r = send(&good, "Known", 9, "A", "k", b"x").await;
         assert_eq!(r.code, response::SYSTEM_ERROR);
+        // Delays cannot ride in a batch.
+        let mut body = Vec::new();
+        batch::encode_entry(&mut body, 0, b"d", b"DELAY\x012\x02").unwrap();
+        let req = RemotingCommand::new_request(
+            request::SEND_BATCH_MESSAGE,
+            ext(&[("a", "PG"), ("b", "Known"), ("e", "0"), ("m", "true")]),
+        )
+        .with_body(body);
+        let r = good.invoke(req, T).await.unwrap();
+        assert_eq!(r.code, response::MESSAGE_ILLEGAL, "{:?}", r.remark);
+        // System topics are not writable by clients.
+        for t in ["SCHEDULE_TOPIC_XXXX", "rmq_sys_wheel_timer", "TBW102"] {
+            let r = send(&good, t, 0, "A", "k", b"x").await;
+            assert_eq!(r.code, response::NO_PERMISSION, "{t}: {:?}", r.remark);
+        }
         // An unknown request code.
         let r = good
             .invoke(RemotingCommand::new_request(9999, ExtFields::new()), T)

@@ -18,6 +18,16 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
         Ok(h) => h,
         Err(e) => return bad_header(req, e),
     };
+    if is_system_topic(h.topic) {
+        return reply(
+            req,
+            response::NO_PERMISSION,
+            format!(
+                "the topic[{}] is a system topic; clients cannot send to it",
+                h.topic
+            ),
+        );
+    }
     let topic = match b.topic_for_write(h.topic) {
         Ok(t) => t,
         Err((code, remark)) => return reply(req, code, remark),
@@ -84,6 +94,16 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
                     )
                 }
             };
+            if DELIVERY_TIME_PROPERTIES
+                .iter()
+                .any(|k| crate::protocol::properties::get_property(props, k).is_some())
+            {
+                return reply(
+                    req,
+                    response::MESSAGE_ILLEGAL,
+                    "delayed and timed messages cannot be sent in a batch",
+                );
+            }
             msgs.push(MessageInput {
                 flag: e.flag,
                 body: e.body,
@@ -181,4 +201,21 @@ fn rand_u32() -> u32 {
         s.set(x);
         x
     })
+}
+
+/// Properties that ask for a later delivery (not honoured inside batches, as in RocketMQ).
+const DELIVERY_TIME_PROPERTIES: [&str; 5] = [
+    "DELAY",
+    "TIMER_DELIVER_MS",
+    "TIMER_DELAY_SEC",
+    "TIMER_DELAY_MS",
+    "__STARTDELIVERTIME",
+];
+
+/// Topics the broker uses internally; clients may not write them directly.
+fn is_system_topic(topic: &str) -> bool {
+    topic == crate::schedule::SCHEDULE_TOPIC
+        || topic == crate::namesrv::route_table::AUTO_CREATE_TOPIC
+        || topic.starts_with("rmq_sys_")
+        || topic.starts_with("RMQ_SYS_")
 }
