@@ -8,18 +8,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use broker_support::wire::{ext, pull_req, records};
 use broker_support::BrokerProc;
 use wasmq::net::RemotingClient;
-use wasmq::protocol::{request, response, ExtFields, RemotingCommand};
-use wasmq::store::record::{self, Check, Entry};
-
-fn ext(pairs: &[(&str, &str)]) -> ExtFields {
-    let mut e = ExtFields::new();
-    for (k, v) in pairs {
-        e.insert(k, v);
-    }
-    e
-}
+use wasmq::protocol::{request, response, RemotingCommand};
 
 #[test]
 fn acknowledged_sends_survive_sigkill() {
@@ -98,41 +90,18 @@ fn acknowledged_sends_survive_sigkill() {
         for q in 0..4 {
             let mut offset = 0i64;
             loop {
-                let req = RemotingCommand::new_request(
-                    request::PULL_MESSAGE,
-                    ext(&[
-                        ("consumerGroup", "CG"),
-                        ("topic", "CrashTopic"),
-                        ("queueId", &q.to_string()),
-                        ("queueOffset", &offset.to_string()),
-                        ("maxMsgNums", "32"),
-                        ("sysFlag", "4"),
-                        ("subscription", "*"),
-                    ]),
-                );
+                let req = pull_req("CG", "CrashTopic", q, offset, 32, 0);
                 let r = c.invoke(req, Duration::from_secs(10)).await.unwrap();
                 if r.code != response::SUCCESS {
                     break;
                 }
-                let mut rest = &r.body[..];
-                while !rest.is_empty() {
-                    let Ok(Entry::Record(v)) = record::decode(
-                        rest,
-                        Check {
-                            crc: true,
-                            position: None,
-                        },
-                    ) else {
-                        panic!("bad record after restart")
-                    };
+                for m in records(&r.body) {
                     assert_eq!(
-                        v.queue_offset(),
-                        offset,
+                        m.queue_offset, offset,
                         "queue {q} offsets are dense, no duplicates"
                     );
-                    got.push(String::from_utf8_lossy(v.body()).into_owned());
+                    got.push(m.text());
                     offset += 1;
-                    rest = &rest[v.total_size()..];
                 }
             }
         }

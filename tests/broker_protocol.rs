@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use broker_support::wire::ext;
 use broker_support::BrokerProc;
 use bytes::BytesMut;
 use wasmq::net::RemotingClient;
@@ -16,14 +17,6 @@ use wasmq::protocol::{batch, request, response, ExtFields, RemotingCommand};
 use wasmq::store::record::{self, Check, Entry};
 
 const T: Duration = Duration::from_secs(10);
-
-fn ext(pairs: &[(&str, &str)]) -> ExtFields {
-    let mut e = ExtFields::new();
-    for (k, v) in pairs {
-        e.insert(k, v);
-    }
-    e
-}
 
 async fn send(
     c: &RemotingClient,

@@ -5,81 +5,29 @@ mod broker_support;
 
 use std::time::{Duration, Instant};
 
+use broker_support::wire::{ext, pull_req, records, send_req, Rec};
 use broker_support::BrokerProc;
 use wasmq::net::RemotingClient;
-use wasmq::protocol::{message_id, request, response, ExtFields, RemotingCommand};
-use wasmq::store::record::{self, Check, Entry};
+use wasmq::protocol::{message_id, request, response, RemotingCommand};
 
 const T: Duration = Duration::from_secs(10);
 
-fn ext(pairs: &[(&str, &str)]) -> ExtFields {
-    let mut e = ExtFields::new();
-    for (k, v) in pairs {
-        e.insert(k, v);
-    }
-    e
-}
-
 async fn send(c: &RemotingClient, topic: &str, props: &str, body: &str) -> RemotingCommand {
-    let req = RemotingCommand::new_request(
-        request::SEND_MESSAGE_V2,
-        ext(&[
-            ("a", "PG"),
-            ("b", topic),
-            ("e", "0"),
-            ("g", "1"),
-            ("i", props),
-        ]),
-    )
-    .with_body(body.as_bytes().to_vec());
-    c.invoke(req, T).await.unwrap()
+    c.invoke(send_req(topic, 0, props, body.as_bytes()), T)
+        .await
+        .unwrap()
 }
 
-struct Msg {
-    body: String,
-    reconsume: i32,
-    props: String,
-    phys: i64,
-    store_ts: i64,
-    topic: String,
-}
-
-/// Pulls queue 0 of `topic` from `offset`, waiting (long poll, bounded) for something.
-async fn pull_one(c: &RemotingClient, topic: &str, offset: i64, wait_ms: i64) -> Option<Msg> {
-    let req = RemotingCommand::new_request(
-        request::PULL_MESSAGE,
-        ext(&[
-            ("consumerGroup", "G"),
-            ("topic", topic),
-            ("queueId", "0"),
-            ("queueOffset", &offset.to_string()),
-            ("maxMsgNums", "1"),
-            ("sysFlag", "6"),
-            ("suspendTimeoutMillis", &wait_ms.to_string()),
-            ("subscription", "*"),
-        ]),
-    );
-    let r = c.invoke(req, Duration::from_secs(60)).await.unwrap();
-    if r.code != response::SUCCESS {
-        return None;
-    }
-    let Ok(Entry::Record(v)) = record::decode(
-        &r.body,
-        Check {
-            crc: true,
-            position: None,
-        },
-    ) else {
-        panic!("bad record")
-    };
-    Some(Msg {
-        body: String::from_utf8_lossy(v.body()).into_owned(),
-        reconsume: v.reconsume_times(),
-        props: v.properties().to_string(),
-        phys: v.physical_offset(),
-        store_ts: v.store_timestamp(),
-        topic: v.topic().to_string(),
-    })
+/// Pulls one message from queue 0 of `topic` at `offset`, waiting (long poll, bounded).
+async fn pull_one(c: &RemotingClient, topic: &str, offset: i64, wait_ms: i64) -> Option<Rec> {
+    let r = c
+        .invoke(
+            pull_req("G", topic, 0, offset, 1, wait_ms),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    (r.code == response::SUCCESS).then(|| records(&r.body).remove(0))
 }
 
 fn config(dir: &std::path::Path) -> String {
@@ -105,10 +53,6 @@ async fn send_back(c: &RemotingClient, phys: i64, level: i32, max: i32) -> Remot
     c.invoke(req, T).await.unwrap()
 }
 
-fn prop<'a>(props: &'a str, k: &str) -> Option<&'a str> {
-    wasmq::protocol::properties::get_property(props, k)
-}
-
 #[test]
 fn delay_retry_and_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,15 +72,15 @@ fn delay_retry_and_dead_letters() {
         let m = pull_one(&c, "Delayed", 0, 5000)
             .await
             .expect("delivered when due");
-        assert_eq!(m.body, "later");
+        assert_eq!(m.text(), "later");
         assert!(
             m.store_ts - sent_at >= 600,
             "delivered {} ms after the send",
             m.store_ts - sent_at
         );
         assert_eq!(m.topic, "Delayed");
-        assert!(prop(&m.props, "REAL_TOPIC").is_none() && prop(&m.props, "DELAY").is_none());
-        assert_eq!(prop(&m.props, "TAGS"), Some("d"));
+        assert!(m.prop("REAL_TOPIC").is_none() && m.prop("DELAY").is_none());
+        assert_eq!(m.prop("TAGS"), Some("d"));
         assert!(
             pull_one(&c, "Delayed", 1, 300).await.is_none(),
             "delivered once"
@@ -157,9 +101,9 @@ fn delay_retry_and_dead_letters() {
             let m = pull_one(&c, "%RETRY%G", attempt - 1, 5000)
                 .await
                 .expect("retried");
-            assert_eq!((m.body.as_str(), m.reconsume), ("job", attempt as i32));
-            assert_eq!(prop(&m.props, "RETRY_TOPIC"), Some("Work"));
-            assert_eq!(prop(&m.props, "ORIGIN_MESSAGE_ID"), Some(origin.as_str()));
+            assert_eq!((m.text().as_str(), m.reconsume), ("job", attempt as i32));
+            assert_eq!(m.prop("RETRY_TOPIC"), Some("Work"));
+            assert_eq!(m.prop("ORIGIN_MESSAGE_ID"), Some(origin.as_str()));
             phys = m.phys;
         }
         let r = send_back(&c, phys, 0, 2).await;
@@ -167,12 +111,9 @@ fn delay_retry_and_dead_letters() {
         let m = pull_one(&c, "%DLQ%G", 0, 2000)
             .await
             .expect("dead-lettered");
-        assert_eq!((m.body.as_str(), m.reconsume), ("job", 3));
-        assert_eq!(prop(&m.props, "DLQ_ORIGIN_TOPIC"), Some("Work"));
-        assert_eq!(
-            prop(&m.props, "DLQ_ORIGIN_MESSAGE_ID"),
-            Some(origin.as_str())
-        );
+        assert_eq!((m.text().as_str(), m.reconsume), ("job", 3));
+        assert_eq!(m.prop("DLQ_ORIGIN_TOPIC"), Some("Work"));
+        assert_eq!(m.prop("DLQ_ORIGIN_MESSAGE_ID"), Some(origin.as_str()));
         assert!(
             pull_one(&c, "%RETRY%G", 2, 300).await.is_none(),
             "no longer retried"
@@ -182,7 +123,7 @@ fn delay_retry_and_dead_letters() {
         let (_, p) = message_id::decode(r.ext_fields.get("msgId").unwrap()).unwrap();
         assert_eq!(send_back(&c, p, -1, 16).await.code, response::SUCCESS);
         assert_eq!(
-            pull_one(&c, "%DLQ%G", 1, 2000).await.unwrap().body,
+            pull_one(&c, "%DLQ%G", 1, 2000).await.unwrap().text(),
             "poison"
         );
         assert_eq!(
@@ -235,7 +176,7 @@ fn scheduled_messages_survive_sigkill_and_arrive_once() {
         let deadline = Instant::now() + Duration::from_secs(30);
         while got.len() < 20 && Instant::now() < deadline {
             if let Some(m) = pull_one(&c, "Parked", got.len() as i64, 5000).await {
-                got.push(m.body);
+                got.push(m.text());
             }
         }
         // Nothing more arrives: the scheduler delivered each exactly once.
@@ -252,7 +193,7 @@ fn scheduled_messages_survive_sigkill_and_arrive_once() {
         while retried.len() < 5 && Instant::now() < deadline {
             if let Some(m) = pull_one(&c, "%RETRY%G", retried.len() as i64, 5000).await {
                 assert_eq!(m.reconsume, 1);
-                retried.push(m.body);
+                retried.push(m.text());
             }
         }
         assert!(

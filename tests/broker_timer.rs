@@ -6,36 +6,22 @@ mod broker_support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use broker_support::wire::{pull_req, records, send_req};
 use broker_support::BrokerProc;
 use wasmq::net::RemotingClient;
-use wasmq::protocol::{request, response, ExtFields, RemotingCommand};
+use wasmq::protocol::{response, RemotingCommand};
 use wasmq::store::commit_log::now_ms;
-use wasmq::store::record::{self, Check, Entry};
 
-fn ext(pairs: &[(&str, &str)]) -> ExtFields {
-    let mut e = ExtFields::new();
-    for (k, v) in pairs {
-        e.insert(k, v);
-    }
-    e
-}
+const T: Duration = Duration::from_secs(10);
 
 async fn send(c: &RemotingClient, topic: &str, props: &str, body: &str) -> RemotingCommand {
-    let req = RemotingCommand::new_request(
-        request::SEND_MESSAGE_V2,
-        ext(&[
-            ("a", "PG"),
-            ("b", topic),
-            ("e", "0"),
-            ("g", "1"),
-            ("i", props),
-        ]),
-    )
-    .with_body(body.as_bytes().to_vec());
-    c.invoke(req, Duration::from_secs(10)).await.unwrap()
+    c.invoke(send_req(topic, 0, props, body.as_bytes()), T)
+        .await
+        .unwrap()
 }
 
-/// Collects (body -> store time) from queue 0 of `topic` until `n` arrived or the deadline.
+/// Reads queue 0 of `topic` until `n` messages arrived (bounded by `limit`), then lingers
+/// briefly for duplicates. Returns body -> (store time, times seen).
 async fn collect(
     c: &RemotingClient,
     topic: &str,
@@ -45,81 +31,23 @@ async fn collect(
     let mut got: HashMap<String, (i64, usize)> = HashMap::new();
     let mut offset = 0i64;
     let deadline = Instant::now() + limit;
+    let mut lingering = false;
     while Instant::now() < deadline {
-        let req = RemotingCommand::new_request(
-            request::PULL_MESSAGE,
-            ext(&[
-                ("consumerGroup", "G"),
-                ("topic", topic),
-                ("queueId", "0"),
-                ("queueOffset", &offset.to_string()),
-                ("maxMsgNums", "32"),
-                ("sysFlag", "6"),
-                ("suspendTimeoutMillis", "500"),
-                ("subscription", "*"),
-            ]),
-        );
-        let r = c.invoke(req, Duration::from_secs(10)).await.unwrap();
+        let wait = if lingering { 800 } else { 500 };
+        let r = c
+            .invoke(pull_req("G", topic, 0, offset, 32, wait), T)
+            .await
+            .unwrap();
         if r.code == response::SUCCESS {
-            let mut rest = &r.body[..];
-            while !rest.is_empty() {
-                let Ok(Entry::Record(v)) = record::decode(
-                    rest,
-                    Check {
-                        crc: true,
-                        position: None,
-                    },
-                ) else {
-                    panic!("bad record")
-                };
-                let e = got
-                    .entry(String::from_utf8_lossy(v.body()).into_owned())
-                    .or_insert((v.store_timestamp(), 0));
-                e.1 += 1;
+            for m in records(&r.body) {
+                got.entry(m.text()).or_insert((m.store_ts, 0)).1 += 1;
                 offset += 1;
-                rest = &rest[v.total_size()..];
             }
-        }
-        if got.len() >= n {
-            // Linger briefly for duplicates.
-            if Instant::now() + Duration::from_millis(800) > deadline {
-                break;
-            }
-        }
-        if got.len() >= n && got.values().all(|v| v.1 == 1) && offset as usize >= n {
-            let extra = RemotingCommand::new_request(
-                request::PULL_MESSAGE,
-                ext(&[
-                    ("consumerGroup", "G"),
-                    ("topic", topic),
-                    ("queueId", "0"),
-                    ("queueOffset", &offset.to_string()),
-                    ("maxMsgNums", "32"),
-                    ("sysFlag", "6"),
-                    ("suspendTimeoutMillis", "800"),
-                    ("subscription", "*"),
-                ]),
-            );
-            let r = c.invoke(extra, Duration::from_secs(10)).await.unwrap();
-            if r.code == response::SUCCESS {
-                let mut rest = &r.body[..];
-                while !rest.is_empty() {
-                    let Ok(Entry::Record(v)) = record::decode(
-                        rest,
-                        Check {
-                            crc: true,
-                            position: None,
-                        },
-                    ) else {
-                        break;
-                    };
-                    got.entry(String::from_utf8_lossy(v.body()).into_owned())
-                        .or_insert((0, 0))
-                        .1 += 1;
-                    rest = &rest[v.total_size()..];
-                }
-            }
+        } else if lingering {
             break;
+        }
+        if offset as usize >= n {
+            lingering = true;
         }
     }
     got
@@ -143,29 +71,23 @@ fn timed_messages_arrive_on_time_once_and_survive_sigkill() {
         let r = send(&c, "Timed", "TIMER_DELAY_MS\u{1}soon\u{2}", "nan").await;
         assert_eq!(r.code, response::MESSAGE_ILLEGAL);
         let now = now_ms();
+        let past = format!("TIMER_DELIVER_MS\u{1}{}\u{2}", now - 60_000);
         assert_eq!(
-            send(
-                &c,
-                "Timed",
-                &format!("TIMER_DELIVER_MS\u{1}{}\u{2}", now - 60_000),
-                "past"
-            )
-            .await
-            .code,
+            send(&c, "Timed", &past, "past").await.code,
             response::SUCCESS
         );
         due.insert("past".into(), now);
         // 40 messages at scattered times in the next 0.3-2.5 s, in no particular order.
         for i in 0..40u64 {
             let delay = 300 + (i * 7919) % 2200;
-            let key = match i % 3 {
+            let props = match i % 3 {
                 0 => format!("TIMER_DELAY_MS\u{1}{delay}\u{2}"),
                 1 => format!("TIMER_DELIVER_MS\u{1}{}\u{2}", now_ms() + delay as i64),
                 _ => format!("__STARTDELIVERTIME\u{1}{}\u{2}", now_ms() + delay as i64),
             };
             due.insert(format!("t{i}"), now_ms() + delay as i64);
             assert_eq!(
-                send(&c, "Timed", &key, &format!("t{i}")).await.code,
+                send(&c, "Timed", &props, &format!("t{i}")).await.code,
                 response::SUCCESS
             );
         }
@@ -187,16 +109,9 @@ fn timed_messages_arrive_on_time_once_and_survive_sigkill() {
         }
         // Park more for after a crash: due in 1-3 s; kill the broker after 1.2 s.
         for i in 0..30u64 {
-            let delay = 1000 + (i * 104729) % 2000;
+            let props = format!("TIMER_DELAY_MS\u{1}{}\u{2}", 1000 + (i * 104729) % 2000);
             assert_eq!(
-                send(
-                    &c,
-                    "Crash",
-                    &format!("TIMER_DELAY_MS\u{1}{delay}\u{2}"),
-                    &format!("c{i}")
-                )
-                .await
-                .code,
+                send(&c, "Crash", &props, &format!("c{i}")).await.code,
                 response::SUCCESS
             );
         }
