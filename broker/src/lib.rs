@@ -33,6 +33,7 @@
 pub mod broker;
 pub mod clients;
 pub mod config;
+pub mod logging;
 pub mod long_poll;
 pub mod meta;
 pub mod namesrv;

@@ -153,6 +153,30 @@ fn ticker(
     })
 }
 
+/// Lets the load tasks run until the deadline, the message limit, or their own end; then stops
+/// them and the ticker, surfacing the first task error.
+async fn finish(
+    tasks: Vec<tokio::task::JoinHandle<Result<()>>>,
+    stats: &Stats,
+    stop: &AtomicBool,
+    tick: tokio::task::JoinHandle<()>,
+    deadline: Instant,
+    limit: u64,
+) -> Result<()> {
+    while Instant::now() < deadline
+        && stats.msgs.load(Ordering::Relaxed) < limit
+        && !tasks.iter().all(|t| t.is_finished())
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    let _ = tick.await;
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn produce(
     namesrv: &str,
@@ -237,18 +261,15 @@ async fn produce(
             anyhow::Ok(())
         }));
     }
-    let deadline = started + Duration::from_secs_f64(secs);
-    while Instant::now() < deadline
-        && stats.msgs.load(Ordering::Relaxed) < limit
-        && !tasks.iter().all(|t| t.is_finished())
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await??;
-    }
-    let _ = tick.await;
+    finish(
+        tasks,
+        &stats,
+        &stop,
+        tick,
+        started + Duration::from_secs_f64(secs),
+        limit,
+    )
+    .await?;
     let elapsed = started.elapsed().as_secs_f64();
     let h = all.lock().map(|h| h.clone()).unwrap_or_else(|_| hist());
     report(
@@ -345,18 +366,15 @@ async fn consume(
             anyhow::Ok(())
         }));
     }
-    let deadline = started + Duration::from_secs_f64(secs);
-    while Instant::now() < deadline
-        && stats.msgs.load(Ordering::Relaxed) < limit
-        && !tasks.iter().all(|t| t.is_finished())
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await??;
-    }
-    let _ = tick.await;
+    finish(
+        tasks,
+        &stats,
+        &stop,
+        tick,
+        started + Duration::from_secs_f64(secs),
+        limit,
+    )
+    .await?;
     let h = all.lock().map(|h| h.clone()).unwrap_or_else(|_| hist());
     report(
         &format!("consume total ({threads} threads, per-pull latency)"),

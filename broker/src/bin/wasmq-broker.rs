@@ -103,13 +103,7 @@ fn config(args: &Args) -> anyhow::Result<BrokerConfig> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    wasmq::logging::init();
     let args = Args::parse();
     let cfg = config(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
