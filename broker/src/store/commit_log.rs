@@ -277,10 +277,14 @@ impl CommitLog {
             seg.publish(seg.size());
         }
         let base = w.active.as_ref().map(|s| s.end()).unwrap_or(0);
-        let seg = match w.next.take().map(|h| h.join()) {
-            Some(Ok(Ok(f))) if f.base() == base => Arc::new(f),
-            Some(Ok(Err(e))) => return Err(e),
-            _ => Arc::new(MappedFile::create(&self.dir, base, self.segment_size)?),
+        // The segment prepared (and warmed) in the background, or, if that failed or is
+        // missing, one created now: a failure back then (a full disk) may have cleared since.
+        let (seg, warmed) = match w.next.take().map(|h| h.join()) {
+            Some(Ok(Ok(f))) if f.base() == base => (Arc::new(f), true),
+            _ => (
+                Arc::new(MappedFile::create(&self.dir, base, self.segment_size)?),
+                false,
+            ),
         };
         self.segments.write().push(seg.clone());
         w.active = Some(seg.clone());
@@ -291,8 +295,10 @@ impl CommitLog {
             f.warm();
             Ok(f)
         }));
-        let warm = seg.clone();
-        std::thread::spawn(move || warm.warm());
+        if !warmed {
+            let warm = seg.clone();
+            std::thread::spawn(move || warm.warm());
+        }
         Ok(seg)
     }
 
