@@ -344,6 +344,11 @@ pub async fn run(
         None => None,
     };
     let broker = Broker::open(config, namesrv.clone())?;
+    // The embedded NameServer knows this broker before either port answers, so a client that
+    // can connect also finds a route.
+    if let Some(ns) = &broker.namesrv {
+        ns.register(&broker.registration());
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
     if let (Some(l), Some(ns)) = (ns_listener, namesrv) {

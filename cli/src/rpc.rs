@@ -127,6 +127,9 @@ impl Cluster {
             })
             .unwrap_or_default();
         out.sort();
+        if out.is_empty() {
+            bail!("no broker is registered with the NameServer");
+        }
         Ok(out)
     }
 }
