@@ -1,0 +1,1 @@
+//! RocketMQ SQL92 selector (work in progress).
