@@ -33,6 +33,8 @@ pub enum BrokerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Meta(#[from] MetaError),
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -55,6 +57,7 @@ pub struct Broker {
     pub delay_levels: DelayLevels,
     pub schedule: ScheduleState,
     pub timer: crate::timer::TimerState,
+    pub plugins: Arc<crate::plugin::Registry>,
 }
 
 impl Broker {
@@ -84,6 +87,15 @@ impl Broker {
             .map_err(crate::config::ConfigError::Invalid)?;
         let hold = Arc::new(PullHold::default());
         store.set_arrival_listener(hold.clone());
+        let plugins = Arc::new(crate::plugin::Registry::open(
+            Some(&config.store.dir.join("plugins")),
+            config.plugin_max_module_bytes,
+        )?);
+        if config.load_shipped_plugins {
+            for (name, wasm) in crate::plugin::shipped::SHIPPED {
+                plugins.ensure(name, wasm)?;
+            }
+        }
         Ok(Arc::new(Broker {
             config,
             store,
@@ -98,6 +110,7 @@ impl Broker {
             delay_levels,
             schedule,
             timer,
+            plugins,
         }))
     }
 
@@ -280,7 +293,7 @@ impl RequestHandler for BrokerHandler {
                 request::UPDATE_CONSUMER_OFFSET => consumer::update_offset(b, &req),
                 request::LOCK_BATCH_MQ => consumer::lock(b, &req),
                 request::UNLOCK_BATCH_MQ => consumer::unlock(b, &req),
-                request::CHECK_CLIENT_CONFIG => consumer::check_client_config(&req),
+                request::CHECK_CLIENT_CONFIG => consumer::check_client_config(b, &req),
                 request::GET_MAX_OFFSET => query::max_offset(b, &req),
                 request::GET_MIN_OFFSET => query::min_offset(b, &req),
                 request::GET_EARLIEST_MSG_STORETIME => query::earliest_store_time(b, &req),
@@ -291,6 +304,27 @@ impl RequestHandler for BrokerHandler {
                 request::DELETE_TOPIC_IN_BROKER => admin::delete_topic(b, &req),
                 request::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(b, &req),
                 request::INVOKE_BROKER_TO_RESET_OFFSET => admin::reset_offset(b, &req),
+                request::PLUGIN_LOAD
+                | request::PLUGIN_UPGRADE
+                | request::PLUGIN_UNLOAD
+                | request::PLUGIN_LIST
+                | request::PLUGIN_TEST => {
+                    // Loading compiles a module (milliseconds to seconds): off the reactor.
+                    let b2 = self.0.clone();
+                    let r2 = req.clone();
+                    match tokio::task::spawn_blocking(move || {
+                        crate::processor::plugin_admin::handle(&b2, &r2)
+                    })
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => RemotingCommand::response_to(
+                            &req,
+                            response::SYSTEM_ERROR,
+                            Some(format!("plugin request failed: {e}")),
+                        ),
+                    }
+                }
                 // One process answers NameServer requests on the broker port too, so a client
                 // pointed at either address works.
                 request::GET_ROUTEINFO_BY_TOPIC

@@ -198,6 +198,23 @@ impl ClientRegistry {
             .cloned()
     }
 
+    /// `group/topic (TYPE)` of every subscription with one of these expression types.
+    pub fn subscriptions_of_types(&self, types: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .consumers
+            .read()
+            .iter()
+            .flat_map(|(g, c)| {
+                c.subscriptions
+                    .values()
+                    .filter(|s| types.contains(&s.expression_type))
+                    .map(move |s| format!("{g}/{} ({})", s.topic, s.expression_type))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn consumer_info(&self, group: &str) -> Option<ConsumerInfo> {
         self.consumers.read().get(group).map(|g| g.info.clone())
     }

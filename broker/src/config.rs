@@ -57,6 +57,11 @@ pub struct BrokerConfig {
     /// Timed messages (`TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, ...) may be at most this far
     /// ahead (default 3 days, RocketMQ's `timerMaxDelaySec`); later ones are refused.
     pub timer_max_delay_secs: u64,
+    /// Load the shipped filter plugins (`tag-filter`, `sql92-filter`) at start when the
+    /// registry has no plugin of that name (default true).
+    pub load_shipped_plugins: bool,
+    /// Largest plugin module accepted by `plugin load` / `upgrade` (default 16 MiB).
+    pub plugin_max_module_bytes: usize,
     pub store: StoreConfig,
 }
 
@@ -79,6 +84,8 @@ impl Default for BrokerConfig {
                 .into(),
             max_reconsume_times: 16,
             timer_max_delay_secs: 3 * 24 * 3600,
+            load_shipped_plugins: true,
+            plugin_max_module_bytes: crate::plugin::registry::DEFAULT_MAX_MODULE_BYTES,
             store: StoreConfig::default(),
         }
     }

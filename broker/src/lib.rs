@@ -33,11 +33,13 @@
 pub mod broker;
 pub mod clients;
 pub mod config;
+pub mod filtered_read;
 pub mod logging;
 pub mod long_poll;
 pub mod meta;
 pub mod namesrv;
 pub mod net;
+pub mod plugin;
 pub mod processor;
 pub mod protocol;
 pub mod queue_locks;

@@ -4,6 +4,7 @@
 mod bench;
 mod commands;
 mod message;
+mod plugin;
 mod rpc;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,11 @@ pub enum Cmd {
     Dlq {
         #[command(subcommand)]
         cmd: commands::DlqCmd,
+    },
+    /// WebAssembly filter plugins: load, upgrade, unload, list, test, new.
+    Plugin {
+        #[command(subcommand)]
+        cmd: plugin::PluginCmd,
     },
     /// Load generators printing msgs/s, MB/s and latency percentiles.
     Bench {

@@ -8,7 +8,7 @@ use wasmq::net::RemotingClient;
 use wasmq::protocol::route::TopicRouteData;
 use wasmq::protocol::{request, response, ExtFields, RemotingCommand};
 
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn ext(pairs: &[(&str, &str)]) -> ExtFields {
     let mut e = ExtFields::new();

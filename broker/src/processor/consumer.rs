@@ -38,7 +38,13 @@ pub fn heartbeat(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> R
     for c in &hb.consumer_data_set {
         let mut subs = Vec::with_capacity(c.subscription_data_set.len());
         for s in &c.subscription_data_set {
-            match Subscription::parse(&s.topic, &s.expression_type, &s.sub_string, s.sub_version) {
+            match Subscription::parse(
+                &b.plugins,
+                &s.topic,
+                &s.expression_type,
+                &s.sub_string,
+                s.sub_version,
+            ) {
                 Ok(sub) => subs.push(sub),
                 Err(e) => {
                     tracing::warn!(group = %c.group_name, topic = %s.topic, error = %e, "heartbeat with an unusable subscription");
@@ -196,15 +202,19 @@ pub fn unlock(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     ok(req)
 }
 
-pub fn check_client_config(req: &RemotingCommand) -> RemotingCommand {
+pub fn check_client_config(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     let body: CheckClientConfigBody = match heartbeat::from_json(&req.body) {
         Ok(x) => x,
         Err(e) => return reply(req, response::SYSTEM_ERROR, format!("bad body: {e}")),
     };
     if let Some(s) = &body.subscription_data {
-        if let Err(e) =
-            Subscription::parse(&s.topic, &s.expression_type, &s.sub_string, s.sub_version)
-        {
+        if let Err(e) = Subscription::parse(
+            &b.plugins,
+            &s.topic,
+            &s.expression_type,
+            &s.sub_string,
+            s.sub_version,
+        ) {
             return reply(req, response::SUBSCRIPTION_PARSE_FAILED, e.to_string());
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod consumer;
+pub mod plugin_admin;
 pub mod pull;
 pub mod query;
 pub mod send;

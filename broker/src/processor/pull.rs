@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use crate::broker::Broker;
+use crate::filtered_read::ReadLimits;
 use crate::protocol::headers::{pull_sys_flag, PullMessageHeader, PullMessageResponseHeader};
 use crate::protocol::{response, RemotingCommand};
 use crate::store::{GetResult, GetStatus};
@@ -50,6 +51,7 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     let sub: Arc<Subscription> = if h.has_flag(pull_sys_flag::SUBSCRIPTION) {
         let expr = h.subscription.unwrap_or("*");
         match Subscription::parse(
+            &b.plugins,
             h.topic,
             h.expression_type.unwrap_or(""),
             expr,
@@ -98,14 +100,20 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         if let Some(w) = waiting.as_mut().as_pin_mut() {
             w.enable();
         }
-        let got = b.store.get_messages(
-            h.topic,
+        let got = match crate::filtered_read::read(
+            &b.store,
+            &b.plugins,
+            &sub,
             h.queue_id,
             offset,
-            max_msgs,
-            max_bytes,
-            &sub.filter,
-        );
+            ReadLimits {
+                max_msgs,
+                max_bytes,
+            },
+        ) {
+            Ok(g) => g,
+            Err(e) => return parse_failed(req, e),
+        };
         let (code, next) = status_code(&got, offset);
         if code != response::PULL_NOT_FOUND || !suspend || Instant::now() >= deadline {
             return respond(req, code, next, got);

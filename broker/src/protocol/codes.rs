@@ -55,6 +55,17 @@ pub mod request {
     /// First code of the private range reserved for wasmq's own admin requests (plugins, metrics, ...).
     /// RocketMQ does not use `10000..20000`; wasmq codes are `WASMQ_ADMIN_BASE + n`.
     pub const WASMQ_ADMIN_BASE: i32 = 10000;
+    /// Plugin administration (body = the module; `name`, `config` = JSON `[[k, v], ...]`).
+    pub const PLUGIN_LOAD: i32 = WASMQ_ADMIN_BASE + 1;
+    /// As PLUGIN_LOAD; without `config` the current config is kept.
+    pub const PLUGIN_UPGRADE: i32 = WASMQ_ADMIN_BASE + 2;
+    /// `name`, `force`.
+    pub const PLUGIN_UNLOAD: i32 = WASMQ_ADMIN_BASE + 3;
+    /// Response body: JSON array of the plugins.
+    pub const PLUGIN_LIST: i32 = WASMQ_ADMIN_BASE + 4;
+    /// Dry run of an expression: `name` or `type`, `expression`, and `topic` + `count` (the last
+    /// stored messages) or a body of sample messages (JSON).
+    pub const PLUGIN_TEST: i32 = WASMQ_ADMIN_BASE + 5;
     /// End (exclusive) of the wasmq admin range.
     pub const WASMQ_ADMIN_END: i32 = 20000;
 

@@ -5,7 +5,7 @@
 //             "messages":[{"tags":"A","keys":"k1","props":{"a":"1"},"body":"text"|"bodySize":N,
 //                          "shardingKey":"s","delayLevel":2}]}
 //     -> {"event":"sent","i":0,"status":"SEND_OK","msgId":..,"queueId":..,"queueOffset":..}
-//   consume: {"role":"consume","namesrv":..,"topic":..,"group":..,"expr":"*","type":"TAG"|"SQL92",
+//   consume: {"role":"consume","namesrv":..,"topic":..,"group":..,"expr":"*","type":"TAG"|"SQL92"|any plugin type,
 //             "broadcast":false,"from":"first"|"last","expect":N,"lingerMs":500,"timeoutMs":60000,
 //             "failTimes":0}
 //     -> {"event":"ready"} once subscribed, {"event":"msg",...} per delivery, {"event":"done",...}
@@ -45,8 +45,9 @@ async function produce() {
     if (m.shardingKey) msg.shardingKey = m.shardingKey;
     if (m.delayLevel) msg.delayTimeLevel = m.delayLevel;
     try {
+      const start = Date.now();
       const r = await producer.send(msg);
-      out({ event: 'sent', i, at: Date.now(), status: r.sendStatus, msgId: r.msgId, queueId: r.messageQueue.queueId, queueOffset: Number(r.queueOffset) });
+      out({ event: 'sent', i, start, at: Date.now(), status: r.sendStatus, msgId: r.msgId, queueId: r.messageQueue.queueId, queueOffset: Number(r.queueOffset) });
     } catch (e) {
       out({ event: 'error', i, error: String(e.message || e) });
     }
@@ -74,7 +75,7 @@ async function consume() {
   let count = 0;
   let finish;
   const finished = new Promise(r => { finish = r; });
-  const expr = job.type === 'SQL92' ? { expressionType: 'SQL92', subString: job.expr } : (job.expr || '*');
+  const expr = job.type && job.type !== 'TAG' ? { expressionType: job.type, subString: job.expr } : (job.expr || '*');
   consumer.subscribe(job.topic, expr, async msg => {
     // Retried copies have new ids: count failures by the original message.
     const id = msg.originMessageId || msg.msgId;

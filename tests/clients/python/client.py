@@ -67,8 +67,9 @@ def produce():
                 r = p.send_orderly_with_sharding_key(msg, m["shardingKey"])
                 out({"event": "sent", "i": i, "status": str(r.status), "msgId": r.msg_id, "queueOffset": r.offset})
             else:
+                start = int(time.time() * 1000)
                 r = p.send_sync(msg)
-                out({"event": "sent", "i": i, "at": int(time.time() * 1000), "status": str(r.status), "msgId": r.msg_id, "queueOffset": r.offset})
+                out({"event": "sent", "i": i, "start": start, "at": int(time.time() * 1000), "status": str(r.status), "msgId": r.msg_id, "queueOffset": r.offset})
         except Exception as e:  # noqa: BLE001 - report every failure as data
             out({"event": "error", "i": i, "error": str(e)})
     p.shutdown()

@@ -1,0 +1,362 @@
+//! The plugin registry: plugin names and expression types to their active version, and the
+//! operations that change it while the broker runs. Load validates and activates; upgrade
+//! swaps the version atomically (a batch in flight finishes on the version it started with,
+//! the next one uses the new one); unload is refused while subscriptions use the plugin unless
+//! forced. Everything is persisted under `<store>/plugins/` (`registry.json` plus the modules
+//! by content hash, and a cache of compiled artifacts) and restored on restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use super::engine::PluginEngine;
+use super::filter::LoadedFilter;
+use super::PluginError;
+
+/// Largest module accepted by default.
+pub const DEFAULT_MAX_MODULE_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    name: String,
+    version: u64,
+    sha256: String,
+    config: Vec<(String, String)>,
+}
+
+/// What `wasmq plugin list` shows of one plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: u64,
+    pub sha256: String,
+    pub size: usize,
+    pub kind: String,
+    pub expression_types: Vec<String>,
+    pub config: Vec<(String, String)>,
+    pub on_failure: String,
+    pub calls: u64,
+    pub messages: u64,
+    pub failures: u64,
+    pub mean_ns_per_message: u64,
+    pub quarantined: bool,
+    pub last_error: Option<String>,
+}
+
+impl PluginInfo {
+    fn of(f: &LoadedFilter) -> PluginInfo {
+        let s = &f.stats;
+        let messages = s.messages.load(Ordering::Relaxed);
+        PluginInfo {
+            name: f.name.clone(),
+            version: f.version,
+            sha256: f.sha256.clone(),
+            size: f.size,
+            kind: "filter".into(),
+            expression_types: f.expression_types.clone(),
+            config: f.config.clone(),
+            on_failure: format!("{:?}", f.limits.on_failure).to_lowercase(),
+            calls: s.calls.load(Ordering::Relaxed),
+            messages,
+            failures: s.failures.load(Ordering::Relaxed),
+            mean_ns_per_message: s.nanos.load(Ordering::Relaxed) / messages.max(1),
+            quarantined: s.quarantined(),
+            last_error: s.last_error(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    by_name: BTreeMap<String, Arc<LoadedFilter>>,
+    by_type: HashMap<String, Arc<LoadedFilter>>,
+}
+
+impl State {
+    fn insert(&mut self, f: Arc<LoadedFilter>) -> Option<Arc<LoadedFilter>> {
+        self.by_type.retain(|_, v| v.name != f.name);
+        for t in &f.expression_types {
+            self.by_type.insert(t.clone(), f.clone());
+        }
+        self.by_name.insert(f.name.clone(), f)
+    }
+
+    fn conflict(&self, name: &str, types: &[String]) -> Result<(), PluginError> {
+        for t in types {
+            if let Some(other) = self.by_type.get(t).filter(|o| o.name != name) {
+                return Err(PluginError::TypeTaken {
+                    ty: t.clone(),
+                    name: other.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct Registry {
+    engine: PluginEngine,
+    dir: Option<PathBuf>,
+    max_module_bytes: usize,
+    state: RwLock<State>,
+    /// Serialises load / upgrade / unload and the registry file.
+    admin: Mutex<()>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PluginError + '_ {
+    move |source| PluginError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn check_name(name: &str) -> Result<(), PluginError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PluginError::BadName(name.to_string()))
+    }
+}
+
+impl Registry {
+    /// Opens the registry kept in `dir` (created if missing) and activates what it lists. A
+    /// module that no longer loads is logged and left out (its entry is kept on disk).
+    pub fn open(dir: Option<&Path>, max_module_bytes: usize) -> Result<Registry, PluginError> {
+        if let Some(d) = dir {
+            std::fs::create_dir_all(d.join("modules")).map_err(io(d))?;
+        }
+        let engine = PluginEngine::new(dir.map(|d| d.join("cache")))?;
+        let r = Registry {
+            engine,
+            dir: dir.map(Path::to_path_buf),
+            max_module_bytes,
+            state: RwLock::new(State::default()),
+            admin: Mutex::new(()),
+        };
+        for e in r.read_entries()? {
+            let path = r.module_path(&e.sha256).unwrap_or_default();
+            let loaded = std::fs::read(&path).map_err(io(&path)).and_then(|wasm| {
+                if super::engine::sha256_hex(&wasm) != e.sha256 {
+                    return Err(PluginError::Invalid(format!(
+                        "{} does not match its sha256",
+                        path.display()
+                    )));
+                }
+                LoadedFilter::load(&r.engine, &e.name, e.version, &wasm, e.config.clone())
+            });
+            match loaded {
+                Ok(f) => {
+                    tracing::info!(plugin = %e.name, version = e.version, types = ?f.expression_types, "plugin restored");
+                    r.state.write().insert(f);
+                }
+                Err(err) => {
+                    tracing::error!(plugin = %e.name, version = e.version, error = %err, "plugin from the registry cannot be restored; it stays listed on disk")
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    fn registry_file(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("registry.json"))
+    }
+
+    fn module_path(&self, sha256: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join("modules").join(format!("{sha256}.wasm")))
+    }
+
+    fn read_entries(&self) -> Result<Vec<Entry>, PluginError> {
+        let Some(p) = self.registry_file() else {
+            return Ok(Vec::new());
+        };
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| PluginError::Invalid(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&p)(e)),
+        }
+    }
+
+    /// Writes the registry file from the active set, keeping entries that failed to restore.
+    fn persist(&self) -> Result<(), PluginError> {
+        let Some(p) = self.registry_file() else {
+            return Ok(());
+        };
+        let active: Vec<Entry> = self
+            .state
+            .read()
+            .by_name
+            .values()
+            .map(|f| Entry {
+                name: f.name.clone(),
+                version: f.version,
+                sha256: f.sha256.clone(),
+                config: f.config.clone(),
+            })
+            .collect();
+        let bytes = serde_json::to_vec_pretty(&active).unwrap_or_default();
+        crate::store::checkpoint::write_atomically(&p, &bytes)
+            .map_err(|e| PluginError::Invalid(format!("cannot write {}: {e}", p.display())))?;
+        // Modules no entry refers to any more.
+        let keep: std::collections::HashSet<String> = active
+            .iter()
+            .map(|e| format!("{}.wasm", e.sha256))
+            .collect();
+        if let Some(d) = &self.dir {
+            if let Ok(rd) = std::fs::read_dir(d.join("modules")) {
+                for f in rd.flatten() {
+                    if !keep.contains(&*f.file_name().to_string_lossy()) {
+                        let _ = std::fs::remove_file(f.path());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn store_module(&self, sha256: &str, wasm: &[u8]) -> Result<(), PluginError> {
+        if let Some(p) = self.module_path(sha256) {
+            if !p.exists() {
+                crate::store::checkpoint::write_atomically(&p, wasm).map_err(|e| {
+                    PluginError::Invalid(format!("cannot write {}: {e}", p.display()))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, wasm: &[u8]) -> Result<(), PluginError> {
+        if wasm.len() > self.max_module_bytes {
+            return Err(PluginError::Invalid(format!(
+                "module is {} bytes, the limit is {}",
+                wasm.len(),
+                self.max_module_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Loads a new plugin.
+    pub fn load(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        config: Vec<(String, String)>,
+    ) -> Result<PluginInfo, PluginError> {
+        check_name(name)?;
+        self.check_size(wasm)?;
+        let _g = self.admin.lock();
+        if self.state.read().by_name.contains_key(name) {
+            return Err(PluginError::Exists(name.to_string()));
+        }
+        let f = LoadedFilter::load(&self.engine, name, 1, wasm, config)?;
+        self.state.read().conflict(name, &f.expression_types)?;
+        self.store_module(&f.sha256, wasm)?;
+        self.state.write().insert(f.clone());
+        self.persist()?;
+        tracing::info!(plugin = %name, version = 1, sha256 = %f.sha256, types = ?f.expression_types, "plugin loaded");
+        Ok(PluginInfo::of(&f))
+    }
+
+    /// Replaces a plugin's active version. `config: None` keeps the current config.
+    pub fn upgrade(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        config: Option<Vec<(String, String)>>,
+    ) -> Result<PluginInfo, PluginError> {
+        self.check_size(wasm)?;
+        let _g = self.admin.lock();
+        let old = self
+            .state
+            .read()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound(name.to_string()))?;
+        let config = config.unwrap_or_else(|| old.config.clone());
+        let f = LoadedFilter::load(&self.engine, name, old.version + 1, wasm, config)?;
+        self.state.read().conflict(name, &f.expression_types)?;
+        self.store_module(&f.sha256, wasm)?;
+        self.state.write().insert(f.clone());
+        old.retire();
+        self.persist()?;
+        tracing::info!(plugin = %name, version = f.version, sha256 = %f.sha256, "plugin upgraded");
+        Ok(PluginInfo::of(&f))
+    }
+
+    /// Unloads a plugin. `users` names the subscriptions using the given expression types;
+    /// a non-empty answer refuses the unload unless `force`.
+    pub fn unload(
+        &self,
+        name: &str,
+        force: bool,
+        users: impl FnOnce(&[String]) -> Vec<String>,
+    ) -> Result<(), PluginError> {
+        let _g = self.admin.lock();
+        let f = self
+            .state
+            .read()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound(name.to_string()))?;
+        let using = users(&f.expression_types);
+        if !using.is_empty() && !force {
+            return Err(PluginError::InUse {
+                name: name.to_string(),
+                users: using.join(", "),
+            });
+        }
+        {
+            let mut s = self.state.write();
+            s.by_name.remove(name);
+            s.by_type.retain(|_, v| v.name != name);
+        }
+        f.retire();
+        self.persist()?;
+        tracing::info!(plugin = %name, forced = force, "plugin unloaded");
+        Ok(())
+    }
+
+    /// Loads a plugin shipped with the broker unless one of that name is registered.
+    pub fn ensure(&self, name: &str, wasm: &[u8]) -> Result<(), PluginError> {
+        if self.state.read().by_name.contains_key(name) {
+            return Ok(());
+        }
+        match self.load(name, wasm, Vec::new()) {
+            Ok(_) | Err(PluginError::Exists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The active filter serving an expression type (upper-case).
+    pub fn for_type(&self, ty: &str) -> Option<Arc<LoadedFilter>> {
+        self.state.read().by_type.get(ty).cloned()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedFilter>> {
+        self.state.read().by_name.get(name).cloned()
+    }
+
+    pub fn list(&self) -> Vec<PluginInfo> {
+        self.state
+            .read()
+            .by_name
+            .values()
+            .map(|f| PluginInfo::of(f))
+            .collect()
+    }
+}

@@ -1,0 +1,222 @@
+//! The host against real plugins built by `build.rs` from `plugins/` (the test plugins in
+//! `plugins/testing/` misbehave on request).
+
+use std::time::{Duration, Instant};
+
+use super::batch::{bit, BatchEncoder};
+use super::*;
+
+fn wasm(name: &str) -> Vec<u8> {
+    std::fs::read(shipped::path(name)).unwrap()
+}
+
+fn kv(k: &str, v: &str) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+fn registry() -> Registry {
+    Registry::open(None, registry::DEFAULT_MAX_MODULE_BYTES).unwrap()
+}
+
+fn batch(n: usize) -> BatchEncoder {
+    let mut e = BatchEncoder::new();
+    for i in 0..n {
+        let props = format!("n\u{1}{i}\u{2}TAGS\u{1}T{}\u{2}", i % 3);
+        e.push(i as i64, 0, b"T", props.as_bytes(), b"");
+    }
+    e
+}
+
+#[test]
+fn tag_filter_compiles_to_tag_hashes() {
+    let r = registry();
+    r.load("tag-filter", shipped::TAG_FILTER, vec![]).unwrap();
+    let f = r.for_type("TAG").unwrap();
+    assert_eq!(f.compile("TAG", "*").unwrap().prefilter, Prefilter::All);
+    let c = f.compile("TAG", "TagA || TagB").unwrap();
+    let Prefilter::TagHashes(h) = c.prefilter else {
+        panic!("{c:?}")
+    };
+    let mut h = h.to_vec();
+    h.sort();
+    let mut want = vec![
+        crate::store::record::tag_hash("TagA"),
+        crate::store::record::tag_hash("TagB"),
+    ];
+    want.sort();
+    assert_eq!(h, want);
+    assert!(!c.needs_body);
+}
+
+#[test]
+fn bad_modules_are_refused_and_the_active_version_stays() {
+    let r = registry();
+    r.load("m", &wasm("modulo"), vec![kv("divisor", "2")])
+        .unwrap();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"definitely not wasm".to_vec(), "not a WebAssembly file"),
+        (b"\0asm\x01\0\0\0".to_vec(), "core wasm module"),
+        (wasm("bad-abi"), "ABI version 9999"),
+        (
+            wasm("no-filter"),
+            "does not export wasmq:plugin/filter@0.1.0",
+        ),
+        (
+            {
+                let mut w = wasm("modulo");
+                w.truncate(w.len() / 2);
+                w
+            },
+            "not a loadable component",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let e = r.upgrade("m", &bytes, None).unwrap_err().to_string();
+        assert!(e.contains(want), "{want:?} not in {e:?}");
+        let e = r.load("other", &bytes, vec![]).unwrap_err().to_string();
+        assert!(e.contains(want), "{want:?} not in {e:?}");
+    }
+    let small = Registry::open(None, 1000).unwrap();
+    let e = small.load("m", &wasm("modulo"), vec![]).unwrap_err();
+    assert!(e.to_string().contains("the limit is 1000"), "{e}");
+    // Config is validated at load, by the plugin and by the host.
+    let e = r.load("m2", &wasm("modulo"), vec![]).unwrap_err();
+    assert!(matches!(e, PluginError::Config(_)), "{e}");
+    let e = r
+        .load(
+            "m2",
+            &wasm("modulo"),
+            vec![kv("wasmq.on_failure", "explode")],
+        )
+        .unwrap_err();
+    assert!(matches!(e, PluginError::Config(_)), "{e}");
+    // The type is taken by "m".
+    let e = r
+        .load("m2", &wasm("modulo"), vec![kv("divisor", "3")])
+        .unwrap_err();
+    assert!(matches!(e, PluginError::TypeTaken { .. }), "{e}");
+    let f = r.for_type("MOD").unwrap();
+    assert_eq!((f.name.as_str(), f.version), ("m", 1));
+    let bits = f.evaluate("MOD", "n", &batch(10)).unwrap();
+    let matched: Vec<usize> = (0..10).filter(|&i| bit(&bits, i)).collect();
+    assert_eq!(matched, [0, 2, 4, 6, 8]);
+}
+
+#[test]
+fn upgrade_swaps_versions_and_the_registry_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let r = Registry::open(Some(dir.path()), registry::DEFAULT_MAX_MODULE_BYTES).unwrap();
+        r.load("m", &wasm("modulo"), vec![kv("divisor", "2")])
+            .unwrap();
+        let v1 = r.for_type("MOD").unwrap();
+        let info = r
+            .upgrade("m", &wasm("modulo"), Some(vec![kv("divisor", "3")]))
+            .unwrap();
+        assert_eq!(info.version, 2);
+        assert!(v1.retired());
+        // A batch that started on v1 still finishes on v1.
+        let bits = v1.evaluate("MOD", "n", &batch(4)).unwrap();
+        assert!(bit(&bits, 2));
+        let v2 = r.for_type("MOD").unwrap();
+        assert!(!v2.retired());
+        let bits = v2.evaluate("MOD", "n", &batch(4)).unwrap();
+        assert!(bit(&bits, 3) && !bit(&bits, 2));
+        r.load("tag-filter", shipped::TAG_FILTER, vec![]).unwrap();
+    }
+    let r = Registry::open(Some(dir.path()), registry::DEFAULT_MAX_MODULE_BYTES).unwrap();
+    let l = r.list();
+    assert_eq!(l.len(), 2, "{l:?}");
+    let m = l.iter().find(|p| p.name == "m").unwrap();
+    assert_eq!(m.version, 2);
+    assert_eq!(m.config, vec![kv("divisor", "3")]);
+    // Compiled artifacts were cached by content hash.
+    assert!(std::fs::read_dir(dir.path().join("cache")).unwrap().count() >= 2);
+    // Unload is refused while used, unless forced.
+    let e = r
+        .unload("m", false, |_| vec!["g/T (MOD)".into()])
+        .unwrap_err();
+    assert!(e.to_string().contains("g/T (MOD)"), "{e}");
+    r.unload("m", true, |_| vec!["g/T (MOD)".into()]).unwrap();
+    assert!(r.for_type("MOD").is_none());
+    let r = Registry::open(Some(dir.path()), registry::DEFAULT_MAX_MODULE_BYTES).unwrap();
+    assert_eq!(r.list().len(), 1);
+}
+
+#[test]
+fn misbehaving_plugins_are_contained() {
+    let r = registry();
+    r.load(
+        "bad",
+        &wasm("misbehave"),
+        vec![
+            kv("wasmq.deadline_ms", "100"),
+            kv("wasmq.memory_mb", "16"),
+            kv("wasmq.quarantine_after", "100"),
+        ],
+    )
+    .unwrap();
+    let f = r.for_type("MISBEHAVE").unwrap();
+    let b = batch(20);
+    for expr in ["loop", "grow", "recurse", "panic", "bad-len", "huge"] {
+        let t = Instant::now();
+        let e = f.evaluate("MISBEHAVE", expr, &b).unwrap_err();
+        assert!(matches!(e, EvalError::Failed { .. }), "{expr}: {e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{expr} took {:?}",
+            t.elapsed()
+        );
+        // The next call gets a fresh instance and works.
+        let bits = f.evaluate("MISBEHAVE", "every:2", &b).unwrap();
+        assert!(bit(&bits, 0) && !bit(&bits, 1), "{expr}");
+    }
+    let s = &f.stats;
+    assert_eq!(s.failures.load(std::sync::atomic::Ordering::Relaxed), 6);
+    assert!(!s.quarantined());
+    let e = f.compile("MISBEHAVE", "compile-error").unwrap_err();
+    assert_eq!(
+        e,
+        EvalError::Compile {
+            position: 3,
+            reason: match &e {
+                EvalError::Compile { reason, .. } => reason.clone(),
+                _ => unreachable!(),
+            }
+        }
+    );
+    assert!(matches!(
+        f.compile("MISBEHAVE", "compile-panic").unwrap_err(),
+        EvalError::Failed { .. }
+    ));
+}
+
+#[test]
+fn repeated_failures_quarantine_the_plugin() {
+    let r = registry();
+    r.load(
+        "bad",
+        &wasm("misbehave"),
+        vec![kv("wasmq.quarantine_after", "3")],
+    )
+    .unwrap();
+    let f = r.for_type("MISBEHAVE").unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            f.evaluate("MISBEHAVE", "panic", &batch(3)).unwrap_err(),
+            EvalError::Failed { .. }
+        ));
+    }
+    assert!(f.stats.quarantined());
+    assert!(matches!(
+        f.evaluate("MISBEHAVE", "ok", &batch(3)).unwrap_err(),
+        EvalError::Quarantined(_)
+    ));
+    let l = r.list();
+    let last = l[0].last_error.clone().unwrap_or_default();
+    assert!(l[0].quarantined && last.starts_with("evaluate: "), "{last}");
+    // An upgrade (here to the same module) brings a fresh, unquarantined version.
+    r.upgrade("bad", &wasm("misbehave"), None).unwrap();
+    let f = r.for_type("MISBEHAVE").unwrap();
+    assert!(f.evaluate("MISBEHAVE", "ok", &batch(3)).is_ok());
+}

@@ -1,0 +1,292 @@
+//! `wasmq plugin`: load, upgrade, unload, list and dry-run filter plugins on every broker of
+//! the cluster, and `plugin new` to start a plugin crate from the SDK's template.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use wasmq::protocol::{request, RemotingCommand};
+
+use crate::rpc::{ext, Cluster};
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCmd {
+    /// Validate and activate a new plugin (a wasm32-wasip2 component built with the SDK).
+    Load {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// key=value (repeatable); `wasmq.*` keys set host limits: wasmq.deadline_ms,
+        /// wasmq.memory_mb, wasmq.on_failure=deliver|skip|hold, wasmq.quarantine_after.
+        #[arg(long = "config", value_parser = parse_kv)]
+        config: Vec<(String, String)>,
+    },
+    /// Replace a plugin's version atomically (keeps its config unless --config is given).
+    Upgrade {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long = "config", value_parser = parse_kv)]
+        config: Vec<(String, String)>,
+    },
+    /// Remove a plugin (refused while subscriptions use it, unless --force).
+    Unload {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Name, version, hash, kind, expression types, calls, failures, mean ns/message.
+    List {
+        /// Print the brokers' JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate an expression over sample messages (a JSON file: [{topic, tags, keys,
+    /// properties: {..}, body}]) or over the last --count messages of each queue of --topic.
+    Test {
+        /// Plugin name (or give --type).
+        #[arg(long)]
+        name: Option<String>,
+        /// Expression type (default: the plugin's first).
+        #[arg(long = "type")]
+        expr_type: Option<String>,
+        #[arg(long)]
+        expr: String,
+        #[arg(long, conflicts_with = "topic")]
+        samples: Option<PathBuf>,
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        count: u64,
+    },
+    /// Write a new plugin crate (buildable with `cargo build --release --target wasm32-wasip2`).
+    New {
+        name: String,
+        /// Parent directory (default: the current one).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Path of the wasmq plugin SDK (default: the one this tool was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+pub async fn run(c: &mut Cluster, cmd: PluginCmd) -> Result<()> {
+    match cmd {
+        PluginCmd::New { name, dir, sdk } => new_crate(&name, &dir, sdk.as_deref()),
+        PluginCmd::Load { name, file, config } => {
+            send_module(c, request::PLUGIN_LOAD, &name, &file, Some(config)).await
+        }
+        PluginCmd::Upgrade { name, file, config } => {
+            let cfg = (!config.is_empty()).then_some(config);
+            send_module(c, request::PLUGIN_UPGRADE, &name, &file, cfg).await
+        }
+        PluginCmd::Unload { name, force } => {
+            for b in c.brokers().await? {
+                let force = force.to_string();
+                let req = RemotingCommand::new_request(
+                    request::PLUGIN_UNLOAD,
+                    ext(&[("name", &name), ("force", &force)]),
+                );
+                c.call_ok(&b, req).await?;
+                println!("unloaded {name} on {b}");
+            }
+            Ok(())
+        }
+        PluginCmd::List { json } => {
+            for b in c.brokers().await? {
+                let r = c
+                    .call_ok(
+                        &b,
+                        RemotingCommand::new_request(request::PLUGIN_LIST, ext(&[])),
+                    )
+                    .await?;
+                let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+                if json {
+                    println!("{}", serde_json::json!({ "broker": b, "plugins": v }));
+                    continue;
+                }
+                println!("broker {b}");
+                println!(
+                    "{:<16} {:>3} {:<12} {:<7} {:<14} {:>10} {:>8} {:>9}  state",
+                    "NAME", "VER", "SHA256", "KIND", "TYPES", "CALLS", "FAILURES", "NS/MSG"
+                );
+                for p in v.as_array().into_iter().flatten() {
+                    let types: Vec<&str> = p["expressionTypes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str())
+                        .collect();
+                    let state = if p["quarantined"].as_bool() == Some(true) {
+                        format!(
+                            "QUARANTINED ({})",
+                            p["lastError"].as_str().unwrap_or("repeated failures")
+                        )
+                    } else {
+                        "active".to_string()
+                    };
+                    println!(
+                        "{:<16} {:>3} {:<12} {:<7} {:<14} {:>10} {:>8} {:>9}  {state}",
+                        p["name"].as_str().unwrap_or(""),
+                        p["version"],
+                        &p["sha256"].as_str().unwrap_or("")
+                            [..12.min(p["sha256"].as_str().unwrap_or("").len())],
+                        p["kind"].as_str().unwrap_or(""),
+                        types.join(","),
+                        p["calls"],
+                        p["failures"],
+                        p["meanNsPerMessage"],
+                    );
+                }
+            }
+            Ok(())
+        }
+        PluginCmd::Test {
+            name,
+            expr_type,
+            expr,
+            samples,
+            topic,
+            count,
+        } => {
+            let mut fields: Vec<(&str, String)> = vec![("expression", expr)];
+            if let Some(n) = name {
+                fields.push(("name", n));
+            }
+            if let Some(t) = expr_type {
+                fields.push(("type", t));
+            }
+            let body = match (&samples, &topic) {
+                (Some(p), _) => {
+                    std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
+                }
+                (None, Some(t)) => {
+                    fields.push(("topic", t.clone()));
+                    fields.push(("count", count.to_string()));
+                    Vec::new()
+                }
+                (None, None) => bail!("give --samples FILE or --topic T"),
+            };
+            if !fields.iter().any(|(k, _)| *k == "name" || *k == "type") {
+                bail!("give --name or --type");
+            }
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let brokers = c.brokers().await?;
+            let b = &brokers[0];
+            let req =
+                RemotingCommand::new_request(request::PLUGIN_TEST, ext(&pairs)).with_body(body);
+            let r = c.call_ok(b, req).await?;
+            let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+            println!(
+                "plugin {} v{} type {} prefilter {}",
+                v["plugin"].as_str().unwrap_or(""),
+                v["version"],
+                v["expressionType"].as_str().unwrap_or(""),
+                v["prefilter"].as_str().unwrap_or("")
+            );
+            if let Some(e) = v["error"].as_str() {
+                println!("expression does not compile: {e}");
+                std::process::exit(2);
+            }
+            for m in v["messages"].as_array().into_iter().flatten() {
+                println!(
+                    "{} queue {} offset {} tags {} keys {}",
+                    if m["matched"].as_bool() == Some(true) {
+                        "MATCH"
+                    } else {
+                        "no   "
+                    },
+                    m["queueId"],
+                    m["queueOffset"],
+                    m["tags"].as_str().unwrap_or("-"),
+                    m["keys"].as_str().unwrap_or("-"),
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn send_module(
+    c: &mut Cluster,
+    code: i32,
+    name: &str,
+    file: &Path,
+    config: Option<Vec<(String, String)>>,
+) -> Result<()> {
+    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let cfg = config.map(|c| serde_json::to_string(&c)).transpose()?;
+    for b in c.brokers().await? {
+        let mut pairs = vec![("name", name)];
+        if let Some(cfg) = &cfg {
+            pairs.push(("config", cfg.as_str()));
+        }
+        let req = RemotingCommand::new_request(code, ext(&pairs)).with_body(wasm.clone());
+        let r = c.call_ok(&b, req).await?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+        println!(
+            "{} {name} version {} ({} bytes, sha256 {}) types {} on {b}",
+            if code == request::PLUGIN_LOAD {
+                "loaded"
+            } else {
+                "upgraded"
+            },
+            v["version"],
+            v["size"],
+            v["sha256"].as_str().unwrap_or(""),
+            v["expressionTypes"]
+        );
+    }
+    Ok(())
+}
+
+const TEMPLATE_CARGO: &str = include_str!("../../plugin-sdk/template/Cargo.toml.tmpl");
+const TEMPLATE_LIB: &str = include_str!("../../plugin-sdk/template/src/lib.rs.tmpl");
+const TEMPLATE_README: &str = include_str!("../../plugin-sdk/template/README.md.tmpl");
+
+fn new_crate(name: &str, dir: &Path, sdk: Option<&Path>) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        bail!("plugin name {name:?}: use lower-case letters, digits, '-' and '_', starting with a letter");
+    }
+    let sdk = match sdk {
+        Some(p) => p.to_path_buf(),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-sdk")),
+    };
+    let sdk = sdk
+        .canonicalize()
+        .with_context(|| format!("plugin SDK not found at {} (use --sdk)", sdk.display()))?;
+    let root = dir.join(name);
+    if root.exists() {
+        bail!("{} already exists", root.display());
+    }
+    let fill = |t: &str| {
+        t.replace("{{name}}", name)
+            .replace("{{sdk_path}}", &sdk.display().to_string())
+    };
+    std::fs::create_dir_all(root.join("src"))?;
+    std::fs::write(root.join("Cargo.toml"), fill(TEMPLATE_CARGO))?;
+    std::fs::write(root.join("src/lib.rs"), fill(TEMPLATE_LIB))?;
+    std::fs::write(root.join("README.md"), fill(TEMPLATE_README))?;
+    println!(
+        "created {}; build it with: cd {} && cargo build --release --target wasm32-wasip2",
+        root.display(),
+        root.display()
+    );
+    Ok(())
+}

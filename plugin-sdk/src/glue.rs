@@ -1,0 +1,183 @@
+//! Building blocks of [`export_filter!`](crate::export_filter), public so that a plugin can
+//! implement the raw WIT interface ([`bindings`](crate::bindings)) itself and still reuse them.
+
+use crate::batch::{Batch, DecodeError, Message};
+use crate::bindings::wasmq::plugin::types as wit;
+use crate::bitset::MatchBits;
+use crate::filter::{CompileError, Compiled, Filter, Prefilter};
+
+const INDEX_BITS: u32 = 20;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+const GENERATION_MASK: u32 = u32::MAX >> INDEX_BITS;
+/// Most expressions one instance holds compiled at once.
+pub const MAX_HANDLES: usize = 1 << INDEX_BITS;
+
+struct Slot<T> {
+    generation: u32,
+    value: Option<T>,
+}
+
+/// Compiled expressions by handle: a slab whose handles carry a generation, so a handle used
+/// after `release` is not mistaken for the expression that reused its slot.
+///
+/// Handle layout: low 20 bits slot index, high 12 bits generation.
+pub struct HandleTable<T> {
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Default for HandleTable<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> HandleTable<T> {
+    /// An empty table (`const` so it can initialise a static).
+    pub const fn new() -> Self {
+        HandleTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    /// Stores `value`; `None` when [`MAX_HANDLES`] are live.
+    pub fn insert(&mut self, value: T) -> Option<u32> {
+        if let Some(index) = self.free.pop() {
+            let slot = &mut self.slots[index as usize];
+            slot.generation = (slot.generation + 1) & GENERATION_MASK;
+            slot.value = Some(value);
+            return Some(slot.generation << INDEX_BITS | index);
+        }
+        if self.slots.len() >= MAX_HANDLES {
+            return None;
+        }
+        let index = self.slots.len() as u32;
+        self.slots.push(Slot {
+            generation: 0,
+            value: Some(value),
+        });
+        Some(index)
+    }
+
+    /// The value behind a live handle.
+    #[inline]
+    pub fn get(&self, handle: u32) -> Option<&T> {
+        let slot = self.slots.get((handle & INDEX_MASK) as usize)?;
+        if slot.generation != handle >> INDEX_BITS {
+            return None;
+        }
+        slot.value.as_ref()
+    }
+
+    /// Forgets a handle; unknown or stale handles are ignored.
+    pub fn remove(&mut self, handle: u32) -> Option<T> {
+        let index = handle & INDEX_MASK;
+        let slot = self.slots.get_mut(index as usize)?;
+        if slot.generation != handle >> INDEX_BITS {
+            return None;
+        }
+        let value = slot.value.take()?;
+        self.free.push(index);
+        Some(value)
+    }
+
+    /// Live handles.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Whether no handle is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `F::expression_types()` as the WIT wants it.
+pub fn expression_types<F: Filter>() -> Vec<String> {
+    F::expression_types()
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect()
+}
+
+/// Refuses expression types `F` does not serve, then runs `F::compile`.
+pub fn compile_expression<F: Filter>(
+    expression_type: &str,
+    expression: &str,
+) -> Result<Compiled<F::Compiled>, CompileError> {
+    if !F::expression_types().contains(&expression_type) {
+        return Err(CompileError::new(
+            0,
+            format!("expression type `{expression_type}` is not served by this plugin"),
+        ));
+    }
+    F::compile(expression_type, expression)
+}
+
+/// Stores a compiled expression and describes it to the host.
+pub fn register<T>(
+    table: &mut HandleTable<T>,
+    compiled: Compiled<T>,
+) -> Result<wit::Compiled, wit::CompileError> {
+    let Compiled {
+        value,
+        prefilter,
+        needs_body,
+    } = compiled;
+    let handle = table.insert(value).ok_or_else(|| wit::CompileError {
+        position: 0,
+        reason: format!("too many compiled expressions (at most {MAX_HANDLES})"),
+    })?;
+    Ok(wit::Compiled {
+        handle,
+        prefilter: to_wit_prefilter(prefilter),
+        needs_body,
+    })
+}
+
+/// SDK prefilter to WIT prefilter.
+pub fn to_wit_prefilter(prefilter: Prefilter) -> wit::Prefilter {
+    match prefilter {
+        Prefilter::None => wit::Prefilter::None,
+        Prefilter::All => wit::Prefilter::All,
+        Prefilter::TagHashes(hashes) => wit::Prefilter::TagHashes(hashes),
+    }
+}
+
+/// SDK compile error to WIT compile error.
+pub fn to_wit_compile_error(error: CompileError) -> wit::CompileError {
+    wit::CompileError {
+        position: error.position,
+        reason: error.reason,
+    }
+}
+
+/// Decodes `batch` once and asks `matches` about each message, in order. Any malformed part
+/// fails the whole batch (no partial result).
+#[inline]
+pub fn evaluate_batch<'a>(
+    batch: &'a [u8],
+    mut matches: impl FnMut(&Message<'a>) -> bool,
+) -> Result<MatchBits, DecodeError> {
+    let batch = Batch::new(batch)?;
+    let mut bits = MatchBits::new(batch.message_count() as usize);
+    for (i, message) in batch.enumerate() {
+        if matches(&message?) {
+            bits.set(i);
+        }
+    }
+    Ok(bits)
+}
+
+/// The WIT `evaluate`: match bits for `batch`, or an empty list (a bad result for the host)
+/// when the handle is unknown or the batch malformed.
+pub fn evaluate<F: Filter>(table: &HandleTable<F::Compiled>, handle: u32, batch: &[u8]) -> Vec<u8> {
+    let Some(compiled) = table.get(handle) else {
+        return Vec::new();
+    };
+    match evaluate_batch(batch, |message| F::matches(compiled, message)) {
+        Ok(bits) => bits.into_bytes(),
+        Err(_) => Vec::new(),
+    }
+}

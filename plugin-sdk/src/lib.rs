@@ -1,0 +1,268 @@
+//! # wasmq plugin SDK
+//!
+//! Write a wasmq message filter in a few lines: implement [`Filter`], call
+//! [`export_filter!`], build with `cargo build --release --target wasm32-wasip2`, and the
+//! `.wasm` in `target/wasm32-wasip2/release/` is a component the broker loads.
+//!
+//! What is here:
+//! - [`bindings`]: wit-bindgen bindings of `wit/plugin.wit` (package `wasmq:plugin@0.1.0`,
+//!   world `filter-plugin`), with the raw export macro [`export_filter_world!`] for plugins
+//!   that implement the WIT interface themselves.
+//! - [`Filter`], [`Compiled`], [`Prefilter`], [`CompileError`] and [`export_filter!`]: the
+//!   easy way. The macro answers `abi-version` with [`ABI_VERSION`], keeps compiled
+//!   expressions in a handle table, decodes each batch once and returns the match bits.
+//! - [`Batch`] and [`Message`]: a zero-copy, bounds-checked decoder of the batch encoding.
+//!   It runs natively too, so filters can be unit-tested with `cargo test`.
+//! - [`BatchBuilder`], [`MessageSpec`], [`encode_batch`]: an encoder for tests.
+//! - [`MatchBits`]: the result bitset; [`java_string_hash`]: the tag hash.
+//!
+//! ## A complete filter
+//!
+//! Matches messages whose `region` property equals the expression, e.g. a consumer
+//! subscribing with expression type `REGION` and expression `eu-west`. The operator may set
+//! `case_insensitive=true` when loading the plugin.
+//!
+//! ```rust,ignore
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use wasmq_plugin_sdk::{CompileError, Compiled, Filter, Message};
+//!
+//! // Configuration lives in statics: a plugin instance is single-threaded, and `configure`
+//! // runs once right after instantiation, before any `compile`.
+//! static CASE_INSENSITIVE: AtomicBool = AtomicBool::new(false);
+//!
+//! struct Region;
+//!
+//! struct Wanted {
+//!     region: String,
+//!     case_insensitive: bool,
+//! }
+//!
+//! impl Filter for Region {
+//!     type Compiled = Wanted;
+//!
+//!     fn expression_types() -> &'static [&'static str] {
+//!         &["REGION"]
+//!     }
+//!
+//!     fn configure(config: &[(String, String)]) -> Result<(), String> {
+//!         for (key, value) in config {
+//!             match (key.as_str(), value.as_str()) {
+//!                 ("case_insensitive", "true") => CASE_INSENSITIVE.store(true, Ordering::Relaxed),
+//!                 ("case_insensitive", "false") => CASE_INSENSITIVE.store(false, Ordering::Relaxed),
+//!                 _ => return Err(format!("unknown setting {key}={value}")),
+//!             }
+//!         }
+//!         Ok(())
+//!     }
+//!
+//!     fn compile(_type: &str, expression: &str) -> Result<Compiled<Wanted>, CompileError> {
+//!         let region = expression.trim();
+//!         if region.is_empty() {
+//!             return Err(CompileError::new(0, "expected a region name"));
+//!         }
+//!         // Copy the configuration into the compiled value: `matches` then reads no static.
+//!         let wanted = Wanted {
+//!             region: region.to_owned(),
+//!             case_insensitive: CASE_INSENSITIVE.load(Ordering::Relaxed),
+//!         };
+//!         Ok(Compiled::new(wanted).without_body())
+//!     }
+//!
+//!     fn matches(wanted: &Wanted, message: &Message<'_>) -> bool {
+//!         match message.property("region") {
+//!             Some(r) if wanted.case_insensitive => r.eq_ignore_ascii_case(&wanted.region),
+//!             Some(r) => r == wanted.region,
+//!             None => false,
+//!         }
+//!     }
+//! }
+//!
+//! wasmq_plugin_sdk::export_filter!(Region);
+//! ```
+//!
+//! with this `Cargo.toml` (the template in `plugin-sdk/template/` is the same shape):
+//!
+//! ```toml
+//! [package]
+//! name = "region-filter"
+//! version = "0.1.0"
+//! edition = "2021"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! wasmq-plugin-sdk = { path = "../plugin-sdk" }
+//!
+//! [profile.release]
+//! opt-level = 3
+//! lto = true
+//! codegen-units = 1
+//! panic = "abort"
+//! strip = true
+//! ```
+//!
+//! Testing it natively: build a batch with [`BatchBuilder`], decode it with [`Batch`] and
+//! call `Region::matches` on each message (or [`glue::evaluate_batch`]).
+//!
+//! ## Batch encoding v1
+//!
+//! `evaluate` receives the messages of one batch as a single `list<u8>`. All integers are
+//! little-endian; lengths are byte counts.
+//!
+//! ```text
+//! batch   := count:u32  message{count}
+//! message := len:u32  queue_offset:i64  store_timestamp:i64
+//!            topic_len:u16  topic:[u8; topic_len]
+//!            props_len:u32  props:[u8; props_len]
+//!            body_len:u32   body:[u8; body_len]
+//!            reserved:[u8; len - 26 - topic_len - props_len - body_len]
+//! ```
+//!
+//! Byte by byte, offsets of a message relative to the start of its `len` field (T, P and B
+//! are topic_len, props_len and body_len):
+//!
+//! | offset      | size | field             | meaning                                              |
+//! |-------------|------|-------------------|------------------------------------------------------|
+//! | 0           | 4    | `len`: u32        | bytes of this message after this field               |
+//! | 4           | 8    | `queue_offset`: i64 | offset of the message in its consume queue         |
+//! | 12          | 8    | `store_timestamp`: i64 | store time, ms since the Unix epoch             |
+//! | 20          | 2    | `topic_len`: u16  | T                                                    |
+//! | 22          | T    | `topic`           | UTF-8                                                |
+//! | 22+T        | 4    | `props_len`: u32  | P                                                    |
+//! | 26+T        | P    | `props`           | UTF-8, RocketMQ's stored properties (below)          |
+//! | 26+T+P      | 4    | `body_len`: u32   | B; 0 when the expression's `needs-body` is false     |
+//! | 30+T+P      | B    | `body`            | raw bytes as stored                                  |
+//! | 30+T+P+B    | rest | reserved          | up to `4 + len`; v1 encoders write none, decoders skip |
+//!
+//! The batch starts with `count`: u32 at offset 0, then `count` messages back to back from
+//! offset 4; the batch ends exactly after the last message. So `len = 26 + T + P + B` for a
+//! v1 encoder, and every message takes at least 30 bytes.
+//!
+//! `props` is the properties string exactly as RocketMQ stores it in the commit log:
+//! `name \x01 value \x02`, repeated; the last `\x02` may be missing. An item without `\x01`,
+//! with an empty name or an empty value is not a property. The tag is property `TAGS`; keys
+//! are property `KEYS`, separated by spaces. Other system properties keep RocketMQ's names
+//! (`UNIQ_KEY`, `DELAY`, `RETRY_TOPIC`, ...).
+//!
+//! A batch is malformed when any length runs past the buffer or past its message, when
+//! `count` messages cannot fit, when a topic or properties are not UTF-8, or when bytes
+//! follow the last message. The decoder reports an error for it and `export_filter!`
+//! answers an empty list, which the host counts as a bad result.
+//!
+//! The result is `ceil(count / 8)` bytes: bit i is byte `i / 8`, bit `i % 8`, least
+//! significant bit first, set when message i matches.
+//!
+//! ## ABI
+//!
+//! [`ABI_VERSION`] is `1000 * major + minor` of the WIT package, 1 for `0.1`. Minor versions
+//! may only add (reserved bytes at the end of a message, functions); a major change is a new
+//! contract the broker refuses to load with an old plugin.
+
+mod batch;
+mod bitset;
+mod encode;
+mod filter;
+pub mod glue;
+mod hash;
+
+pub use batch::{
+    Batch, DecodeError, DecodeErrorKind, Message, Properties, KEY_SEPARATOR, MIN_MESSAGE_LEN,
+    NAME_VALUE_SEPARATOR, PROPERTY_KEYS, PROPERTY_SEPARATOR, PROPERTY_TAGS,
+};
+pub use bitset::{bitset_len, MatchBits};
+pub use encode::{encode_batch, encode_properties, BatchBuilder, MessageSpec};
+pub use filter::{CompileError, Compiled, Filter, Prefilter};
+pub use hash::java_string_hash;
+
+/// The raw export macro of [`bindings`]: exports a type implementing
+/// [`bindings::exports::wasmq::plugin::filter::Guest`]. Call it as
+/// `export_filter_world!(MyType with_types_in wasmq_plugin_sdk::bindings)`.
+pub use bindings::export_filter_world;
+
+/// The ABI this SDK implements: `1000 * major + minor` of `wasmq:plugin` (0.1 -> 1).
+pub const ABI_VERSION: u32 = 1;
+
+/// wit-bindgen bindings of world `wasmq:plugin/filter-plugin@0.1.0`.
+///
+/// To implement the interface by hand, implement
+/// [`exports::wasmq::plugin::filter::Guest`](bindings::exports::wasmq::plugin::filter::Guest)
+/// on a type and export it with
+/// `wasmq_plugin_sdk::export_filter_world!(MyType with_types_in wasmq_plugin_sdk::bindings);`
+/// ([`glue`] has the pieces `export_filter!` is made of).
+#[allow(missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "filter-plugin",
+        path: "wit",
+        pub_export_macro: true,
+        export_macro_name: "export_filter_world",
+        default_bindings_module: "wasmq_plugin_sdk::bindings",
+    });
+}
+
+/// Exports a [`Filter`] as the component's `wasmq:plugin/filter` interface.
+///
+/// Use it once per plugin crate, at the crate root: `wasmq_plugin_sdk::export_filter!(MyFilter);`
+///
+/// The generated exports: `abi-version` returns [`ABI_VERSION`]; `expression-types` and
+/// `configure` forward to the trait; `compile` refuses unserved expression types, calls
+/// [`Filter::compile`] and stores the value in a [`glue::HandleTable`]; `release` drops it;
+/// `evaluate` decodes the batch once, calls [`Filter::matches`] per message and returns the
+/// bitset, or an empty list for a malformed batch or an unknown handle.
+#[macro_export]
+macro_rules! export_filter {
+    ($filter:ty) => {
+        const _: () = {
+            struct __WasmqFilterExport;
+
+            ::std::thread_local! {
+                static __WASMQ_HANDLES: ::core::cell::RefCell<
+                    $crate::glue::HandleTable<<$filter as $crate::Filter>::Compiled>,
+                > = const { ::core::cell::RefCell::new($crate::glue::HandleTable::new()) };
+            }
+
+            impl $crate::bindings::exports::wasmq::plugin::filter::Guest for __WasmqFilterExport {
+                fn abi_version() -> u32 {
+                    $crate::ABI_VERSION
+                }
+
+                fn expression_types() -> ::std::vec::Vec<::std::string::String> {
+                    $crate::glue::expression_types::<$filter>()
+                }
+
+                fn configure(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    <$filter as $crate::Filter>::configure(&config)
+                }
+
+                fn compile(
+                    expression_type: ::std::string::String,
+                    expression: ::std::string::String,
+                ) -> ::core::result::Result<
+                    $crate::bindings::wasmq::plugin::types::Compiled,
+                    $crate::bindings::wasmq::plugin::types::CompileError,
+                > {
+                    let compiled =
+                        $crate::glue::compile_expression::<$filter>(&expression_type, &expression)
+                            .map_err($crate::glue::to_wit_compile_error)?;
+                    __WASMQ_HANDLES.with_borrow_mut(|table| $crate::glue::register(table, compiled))
+                }
+
+                fn release(handle: u32) {
+                    __WASMQ_HANDLES.with_borrow_mut(|table| {
+                        table.remove(handle);
+                    });
+                }
+
+                fn evaluate(handle: u32, batch: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    __WASMQ_HANDLES
+                        .with_borrow(|table| $crate::glue::evaluate::<$filter>(table, handle, &batch))
+                }
+            }
+
+            $crate::bindings::export_filter_world!(__WasmqFilterExport with_types_in $crate::bindings);
+        };
+    };
+}
