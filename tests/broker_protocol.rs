@@ -412,8 +412,8 @@ fn bad_input_gets_errors_and_harms_no_one() {
             good.invoke(req, T).await.unwrap().code,
             response::MESSAGE_ILLEGAL
         );
-        // Still serving, and what was stored is intact.
-        let r = pull(&good, "Known", 0, 0, "*", 0).await;
+        // Still serving, and what was stored is intact (held until dispatch indexed it).
+        let r = pull(&good, "Known", 0, 0, "*", 5000).await;
         assert_eq!(r.code, response::SUCCESS);
         let got = records(&r.body);
         assert_eq!(got.len(), 1);

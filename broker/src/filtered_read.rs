@@ -54,10 +54,25 @@ pub fn read(
                 max_bytes,
             },
             needs_body,
+            |enc| plugin.evaluate(&sub.expression_type, &sub.expression, enc),
+        ),
+        Resolved::Failing { plugin, error } => evaluate(
+            store,
+            &plugin,
+            sub,
+            queue_id,
+            offset,
+            ReadLimits {
+                max_msgs,
+                max_bytes,
+            },
+            false,
+            |_| Err(error.clone()),
         ),
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     store: &MessageStore,
     plugin: &Arc<LoadedFilter>,
@@ -66,6 +81,7 @@ fn evaluate(
     offset: u64,
     limits: ReadLimits,
     needs_body: bool,
+    mut eval: impl FnMut(&BatchEncoder) -> Result<Vec<u8>, EvalError>,
 ) -> GetResult {
     let mut res: Option<GetResult> = None;
     let mut enc = BatchEncoder::new();
@@ -108,7 +124,7 @@ fn evaluate(
                 enc.push(m.queue_offset as i64, 0, b"", b"", b"");
             }
         }
-        let bits = match plugin.evaluate(&sub.expression_type, &sub.expression, &enc) {
+        let bits = match eval(&enc) {
             Ok(bits) => Some(bits),
             Err(e) => match plugin.limits.on_failure {
                 FailurePolicy::Deliver => None,

@@ -25,8 +25,6 @@ pub enum SubscriptionError {
         position: u32,
         reason: String,
     },
-    #[error("{0}")]
-    Plugin(EvalError),
 }
 
 /// A consumer group's subscription to one topic.
@@ -51,6 +49,12 @@ pub enum Resolved {
     Plugin {
         plugin: Arc<LoadedFilter>,
         needs_body: bool,
+    },
+    /// The plugin cannot compile the expression now (it traps or is quarantined): its
+    /// failure policy decides every batch.
+    Failing {
+        plugin: Arc<LoadedFilter>,
+        error: EvalError,
     },
 }
 
@@ -90,16 +94,17 @@ impl Subscription {
         let plugin = plugins
             .for_type(&self.expression_type)
             .ok_or_else(|| SubscriptionError::UnsupportedType(self.expression_type.clone()))?;
-        let c = plugin
-            .compiled(&self.expression_type, &self.expression)
-            .map_err(|e| match e {
-                EvalError::Compile { position, reason } => SubscriptionError::Compile {
+        let c = match plugin.compiled(&self.expression_type, &self.expression) {
+            Ok(c) => c,
+            Err(EvalError::Compile { position, reason }) => {
+                return Err(SubscriptionError::Compile {
                     ty: self.expression_type.clone(),
                     position,
                     reason,
-                },
-                e => SubscriptionError::Plugin(e),
-            })?;
+                })
+            }
+            Err(error) => return Ok(Resolved::Failing { plugin, error }),
+        };
         Ok(match c.prefilter {
             Prefilter::All => Resolved::All,
             Prefilter::TagHashes(h) => Resolved::TagHashes(h),

@@ -177,7 +177,8 @@ fn topics_send_consume_query_offsets_bench() {
         ],
     );
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not supported"));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("no loaded plugin serves expression type \"NOPE\""));
     // Bench runs, bounded, and prints its figures.
     let out = ok(
         &b,
@@ -343,4 +344,219 @@ fn offsets_reset_and_dead_letters() {
         ],
     );
     assert!(out.contains("body=dead") && out.contains("tags=t"), "{out}");
+}
+
+fn plugin_file(name: &str) -> String {
+    wasmq::plugin::shipped::path(name).display().to_string()
+}
+
+#[test]
+fn plugins_load_list_test_consume_json_upgrade_unload() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path());
+    // Shipped filters are loaded at start.
+    let list = ok(&b, &["plugin", "list"]);
+    assert!(
+        list.contains("tag-filter") && list.contains("sql92-filter"),
+        "{list}"
+    );
+    // Bad modules are refused with a precise error.
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"not wasm at all").unwrap();
+    let o = wasmq(
+        &b,
+        &[
+            "plugin",
+            "load",
+            "--name",
+            "j",
+            "--file",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a WebAssembly file"));
+    let o = wasmq(
+        &b,
+        &[
+            "plugin",
+            "load",
+            "--name",
+            "j",
+            "--file",
+            &plugin_file("bad-abi"),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ABI version 9999"));
+    // The JSON example filter.
+    let out = ok(
+        &b,
+        &[
+            "plugin",
+            "load",
+            "--name",
+            "json",
+            "--file",
+            &plugin_file("json-filter"),
+        ],
+    );
+    assert!(
+        out.contains("loaded json version 1") && out.contains("JSON"),
+        "{out}"
+    );
+    let bodies = [
+        r#"{"amount": 150, "region": "eu"}"#,
+        r#"{"amount": 50, "region": "eu"}"#,
+        r#"{"amount": 500, "region": "us"}"#,
+        r#"{"amount": "250", "region": "eu", "id": 4}"#,
+        "not json",
+        r#"{"region": "eu"}"#,
+    ];
+    for body in bodies {
+        let out = ok(
+            &b,
+            &["send", "--topic", "Orders", "--queue", "0", "--body", body],
+        );
+        assert!(out.starts_with("SEND_OK"), "{out}");
+    }
+    // Dry run over the stored messages.
+    let out = ok(
+        &b,
+        &[
+            "plugin",
+            "test",
+            "--name",
+            "json",
+            "--expr",
+            "amount > 100 AND region = 'eu'",
+            "--topic",
+            "Orders",
+            "--count",
+            "10",
+        ],
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("MATCH")).count(),
+        2,
+        "{out}"
+    );
+    let o = wasmq(
+        &b,
+        &[
+            "plugin", "test", "--name", "json", "--expr", "amount >", "--topic", "Orders",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("does not compile"));
+    // Samples from a file.
+    let samples = dir.path().join("samples.json");
+    std::fs::write(
+        &samples,
+        r#"[{"topic": "T", "tags": "A", "properties": {"color": "red", "n": "7"}},
+            {"topic": "T", "tags": "B", "properties": {"color": "blue", "n": "9"}}]"#,
+    )
+    .unwrap();
+    let out = ok(
+        &b,
+        &[
+            "plugin",
+            "test",
+            "--type",
+            "SQL92",
+            "--expr",
+            "color = 'red' AND n > 5",
+            "--samples",
+            samples.to_str().unwrap(),
+        ],
+    );
+    let marks: Vec<&str> = out.lines().skip(1).map(|l| &l[..5]).collect();
+    assert_eq!(marks, ["MATCH", "no   "], "{out}");
+    // A consumer with a JSON expression gets exactly the matching bodies.
+    let out = ok(
+        &b,
+        &[
+            "consume",
+            "--topic",
+            "Orders",
+            "--group",
+            "GJ",
+            "--type",
+            "JSON",
+            "--expr",
+            "amount > 100 AND region = 'eu'",
+            "--count",
+            "2",
+            "--timeout-ms",
+            "10000",
+        ],
+    );
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), 2, "{out}");
+    assert!(
+        got[0].contains(bodies[0]) && got[1].contains(bodies[3]),
+        "{out}"
+    );
+    // Upgrade keeps serving; list shows version 2 and the calls made.
+    let out = ok(
+        &b,
+        &[
+            "plugin",
+            "upgrade",
+            "--name",
+            "json",
+            "--file",
+            &plugin_file("json-filter"),
+        ],
+    );
+    assert!(out.contains("upgraded json version 2"), "{out}");
+    let list = ok(&b, &["plugin", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(list.lines().next().unwrap()).unwrap();
+    let json = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "json")
+        .unwrap();
+    assert_eq!(json["version"], 2);
+    ok(&b, &["plugin", "unload", "--name", "json"]);
+    assert!(!ok(&b, &["plugin", "list"]).contains("json "));
+}
+
+#[test]
+fn plugin_new_writes_a_buildable_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmq"))
+        .args(["plugin", "new", "my-filter", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = dir.path().join("my-filter");
+    for f in ["Cargo.toml", "src/lib.rs", "README.md"] {
+        assert!(root.join(f).exists(), "{f}");
+    }
+    let again = Command::new(env!("CARGO_BIN_EXE_wasmq"))
+        .args(["plugin", "new", "my-filter", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "refuses to overwrite");
+    // It builds for the plugin target (sharing the plugins' build cache).
+    let target = PathBuf::from(wasmq::plugin::shipped::PLUGINS_DIR)
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf();
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(target.join("wasm32-wasip2/release/my_filter.wasm").exists());
 }

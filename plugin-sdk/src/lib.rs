@@ -122,18 +122,18 @@
 //! Byte by byte, offsets of a message relative to the start of its `len` field (T, P and B
 //! are topic_len, props_len and body_len):
 //!
-//! | offset      | size | field             | meaning                                              |
-//! |-------------|------|-------------------|------------------------------------------------------|
-//! | 0           | 4    | `len`: u32        | bytes of this message after this field               |
-//! | 4           | 8    | `queue_offset`: i64 | offset of the message in its consume queue         |
-//! | 12          | 8    | `store_timestamp`: i64 | store time, ms since the Unix epoch             |
-//! | 20          | 2    | `topic_len`: u16  | T                                                    |
-//! | 22          | T    | `topic`           | UTF-8                                                |
-//! | 22+T        | 4    | `props_len`: u32  | P                                                    |
-//! | 26+T        | P    | `props`           | UTF-8, RocketMQ's stored properties (below)          |
-//! | 26+T+P      | 4    | `body_len`: u32   | B; 0 when the expression's `needs-body` is false     |
-//! | 30+T+P      | B    | `body`            | raw bytes as stored                                  |
-//! | 30+T+P+B    | rest | reserved          | up to `4 + len`; v1 encoders write none, decoders skip |
+//! | offset   | size | field                    | meaning                                        |
+//! |----------|------|--------------------------|------------------------------------------------|
+//! | 0        | 4    | `len`: u32               | bytes of this message after this field         |
+//! | 4        | 8    | `queue_offset`: i64      | offset of the message in its consume queue     |
+//! | 12       | 8    | `store_timestamp`: i64   | store time, ms since the Unix epoch            |
+//! | 20       | 2    | `topic_len`: u16         | T                                              |
+//! | 22       | T    | `topic`                  | UTF-8                                          |
+//! | 22+T     | 4    | `props_len`: u32         | P                                              |
+//! | 26+T     | P    | `props`                  | RocketMQ's stored properties (below)           |
+//! | 26+T+P   | 4    | `body_len`: u32          | B; 0 when the expression's `needs-body` is false |
+//! | 30+T+P   | B    | `body`                   | raw bytes as stored                            |
+//! | 30+T+P+B | rest | reserved                 | to `4 + len`; v1 encoders write none, decoders skip |
 //!
 //! The batch starts with `count`: u32 at offset 0, then `count` messages back to back from
 //! offset 4; the batch ends exactly after the last message. So `len = 26 + T + P + B` for a
@@ -143,11 +143,12 @@
 //! `name \x01 value \x02`, repeated; the last `\x02` may be missing. An item without `\x01`,
 //! with an empty name or an empty value is not a property. The tag is property `TAGS`; keys
 //! are property `KEYS`, separated by spaces. Other system properties keep RocketMQ's names
-//! (`UNIQ_KEY`, `DELAY`, `RETRY_TOPIC`, ...).
+//! (`UNIQ_KEY`, `DELAY`, `RETRY_TOPIC`, ...). Properties are UTF-8 as RocketMQ writes them; the
+//! decoder checks each value as it is read, and a value that is not UTF-8 reads as absent.
 //!
 //! A batch is malformed when any length runs past the buffer or past its message, when
-//! `count` messages cannot fit, when a topic or properties are not UTF-8, or when bytes
-//! follow the last message. The decoder reports an error for it and `export_filter!`
+//! `count` messages cannot fit, when a topic is not UTF-8, or when bytes follow the last
+//! message. The decoder reports an error for it and `export_filter!`
 //! answers an empty list, which the host counts as a bad result.
 //!
 //! The result is `ceil(count / 8)` bytes: bit i is byte `i / 8`, bit `i % 8`, least
@@ -177,7 +178,9 @@ pub use hash::java_string_hash;
 
 /// The raw export macro of [`bindings`]: exports a type implementing
 /// [`bindings::exports::wasmq::plugin::filter::Guest`]. Call it as
-/// `export_filter_world!(MyType with_types_in wasmq_plugin_sdk::bindings)`.
+/// `export_filter_world!(MyType with_types_in wasmq_plugin_sdk::bindings)`, under
+/// `#[cfg(target_arch = "wasm32")]`: the symbol names it exports
+/// (`wasmq:plugin/filter@0.1.0#...`) do not link into a native cdylib.
 pub use bindings::export_filter_world;
 
 /// The ABI this SDK implements: `1000 * major + minor` of `wasmq:plugin` (0.1 -> 1).
@@ -210,10 +213,14 @@ pub mod bindings {
 /// [`Filter::compile`] and stores the value in a [`glue::HandleTable`]; `release` drops it;
 /// `evaluate` decodes the batch once, calls [`Filter::matches`] per message and returns the
 /// bitset, or an empty list for a malformed batch or an unknown handle.
+///
+/// The export symbols are emitted for `target_arch = "wasm32"` only, so the same crate also
+/// builds natively (as a cdylib and rlib too) for unit tests.
 #[macro_export]
 macro_rules! export_filter {
     ($filter:ty) => {
         const _: () = {
+            #[allow(dead_code)] // natively nothing refers to it (see below)
             struct __WasmqFilterExport;
 
             ::std::thread_local! {
@@ -262,6 +269,9 @@ macro_rules! export_filter {
                 }
             }
 
+            // Export symbols only for wasm: natively their names (`wasmq:plugin/filter@0.1.0#...`)
+            // break the linker's version script when the crate is also built as a cdylib for tests.
+            #[cfg(target_arch = "wasm32")]
             $crate::bindings::export_filter_world!(__WasmqFilterExport with_types_in $crate::bindings);
         };
     };

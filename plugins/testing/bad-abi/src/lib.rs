@@ -13,7 +13,8 @@ use wasmq_plugin_sdk::{Filter, Message};
 /// The ABI this plugin claims: no broker speaks major 9.
 pub const BAD_ABI_VERSION: u32 = 9999;
 
-struct MatchAll;
+/// The filter behind the bad ABI: matches everything.
+pub struct MatchAll;
 
 impl Filter for MatchAll {
     type Compiled = ();
@@ -38,7 +39,8 @@ thread_local! {
     static HANDLES: RefCell<HandleTable<()>> = const { RefCell::new(HandleTable::new()) };
 }
 
-struct BadAbi;
+/// The raw `wasmq:plugin/filter` implementation, reporting ABI 9999.
+pub struct BadAbi;
 
 impl Guest for BadAbi {
     fn abi_version() -> u32 {
@@ -70,4 +72,6 @@ impl Guest for BadAbi {
     }
 }
 
+// Export symbols only for wasm (their names do not link into a native cdylib).
+#[cfg(target_arch = "wasm32")]
 wasmq_plugin_sdk::export_filter_world!(BadAbi with_types_in wasmq_plugin_sdk::bindings);

@@ -82,7 +82,8 @@ thread_local! {
     static HANDLES: RefCell<HandleTable<Behaviour>> = const { RefCell::new(HandleTable::new()) };
 }
 
-struct Misbehave;
+/// The raw `wasmq:plugin/filter` implementation.
+pub struct Misbehave;
 
 impl Guest for Misbehave {
     fn abi_version() -> u32 {
@@ -196,6 +197,8 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1).wrapping_add(frame[(depth % 8) as usize])
 }
 
+// Export symbols only for wasm (their names do not link into a native cdylib).
+#[cfg(target_arch = "wasm32")]
 wasmq_plugin_sdk::export_filter_world!(Misbehave with_types_in wasmq_plugin_sdk::bindings);
 
 #[cfg(test)]
