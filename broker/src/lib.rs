@@ -8,7 +8,10 @@
 //!                                                                    |  CommitLog.append (mmap)
 //!                                                                    |  Flusher (sync group commit | async)
 //! store Dispatcher ---> ConsumeQueue / IndexService ---> long_poll::PullHold (wakes held pulls)
-//! consumer --PULL--> processor::pull -> subscription filter (tag hash, exact tag) -> record bytes
+//! consumer --PULL--> processor::pull -> filtered_read: subscription resolved by its filter plugin
+//!                     (TAG: tag hashes on consume-queue entries; SQL92/JSON/...: wasm batch
+//!                     evaluation in plugin::LoadedFilter) -> matching record bytes
+//! wasmq plugin load|upgrade|unload --> processor::plugin_admin -> plugin::Registry (persisted)
 //! consumer --HEART_BEAT/offsets/locks--> processor::consumer -> clients / meta::ConsumerOffsets
 //! broker --REGISTER_BROKER--> namesrv (embedded or external) <--GET_ROUTEINFO-- clients
 //! ```
@@ -22,7 +25,9 @@
 //! | [`namesrv`] | route table and broker liveness; the NameServer request handler |
 //! | [`broker`] | the broker context, request routing, background tasks, `run` |
 //! | [`processor`] | one file per request family: send, send_back, pull, consumer, query, admin |
-//! | [`subscription`] | subscriptions and the TAG filter |
+//! | [`subscription`] | subscriptions and what they resolve to with the active filter plugin |
+//! | [`filtered_read`] | reads for a subscription: tag-hash prefilter or batched plugin evaluation, failure policy |
+//! | [`plugin`] | the wasmtime host: engine, limits, batch encoding, loaded filters, registry |
 //! | [`clients`] | producer/consumer groups and their connections |
 //! | [`long_poll`] | held pulls woken by the dispatcher |
 //! | [`queue_locks`] | queue locks for orderly consumers |

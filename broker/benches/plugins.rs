@@ -1,0 +1,316 @@
+//! Filter plugin figures, side by side in one run:
+//!
+//! 1. SQL92 evaluation in wasm (the shipped `sql92-filter`, one call per batch through the
+//!    host) vs the same `wasmq-sql92` library natively, same expressions and messages, batch
+//!    sizes 1, 32, 256: ns per message and the ratio.
+//! 2. Consumer throughput over loopback against an in-process broker (1 queue, 1 KiB
+//!    messages, pulls of 32): no filter, SQL92 at 10% and 90% selectivity evaluated by the
+//!    broker, and the 10% filter applied on the client after pulling everything, as matching
+//!    messages per second.
+//! 3. Upgrade latency under load: PLUGIN_UPGRADE of the SQL92 filter while a consumer pulls
+//!    with it.
+//!
+//! `WASMQ_BENCH_SMOKE=1` shrinks every case (CI runs it that way; its figures are not
+//! meaningful). Run: `cargo bench -p wasmq-broker --bench plugins`.
+
+use std::borrow::Cow;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use wasmq::config::BrokerConfig;
+use wasmq::net::RemotingClient;
+use wasmq::plugin::batch::BatchEncoder;
+use wasmq::plugin::{registry, shipped, Registry};
+use wasmq::protocol::{request, response, ExtFields, RemotingCommand};
+use wasmq::store::record::{self, Check, Entry};
+
+fn smoke() -> bool {
+    std::env::var_os("WASMQ_BENCH_SMOKE").is_some()
+}
+
+const EXPRS: [&str; 3] = [
+    "color = 'red' AND n > 5",
+    "n BETWEEN 10 AND 50 AND region IN ('eu', 'us')",
+    "color IS NOT NULL AND NOT (n < 20) OR region = 'apac'",
+];
+
+fn props(i: usize) -> String {
+    let color = ["red", "blue", "green"][i % 3];
+    let region = ["eu", "us", "apac", "latam"][i % 4];
+    format!(
+        "KEYS\u{1}order-{i}\u{2}UNIQ_KEY\u{1}7F000001000000000000{i:012X}\u{2}TAGS\u{1}paid\u{2}WAIT\u{1}true\u{2}color\u{1}{color}\u{2}n\u{1}{}\u{2}region\u{1}{region}\u{2}customer\u{1}c-{}\u{2}",
+        i % 100,
+        i % 977
+    )
+}
+
+struct Props<'a>(&'a str);
+
+impl wasmq_sql92::Lookup for Props<'_> {
+    fn get(&self, name: &str) -> Option<Cow<'_, str>> {
+        record::property(self.0, name).map(Cow::Borrowed)
+    }
+}
+
+fn wasm_vs_native() {
+    println!(
+        "== SQL92: wasm (sql92-filter via the host, one call per batch) vs native wasmq-sql92"
+    );
+    println!(
+        "{:<58} {:>6} {:>11} {:>11} {:>7}",
+        "expression", "batch", "native ns", "wasm ns", "ratio"
+    );
+    let reg = Registry::open(None, registry::DEFAULT_MAX_MODULE_BYTES).unwrap();
+    reg.load("sql92-filter", shipped::SQL92_FILTER, vec![])
+        .unwrap();
+    let f = reg.for_type("SQL92").unwrap();
+    let all: Vec<String> = (0..256).map(props).collect();
+    let total = if smoke() { 20_000 } else { 2_000_000 };
+    for expr in EXPRS {
+        let native = wasmq_sql92::compile(expr).unwrap();
+        f.compile("SQL92", expr).unwrap();
+        for batch in [1usize, 32, 256] {
+            // Native: the evaluator over each message's stored property string.
+            let t = Instant::now();
+            let mut hits = 0usize;
+            for k in 0..total {
+                hits += native.matches(&Props(&all[k % 256])) as usize;
+            }
+            let native_ns = t.elapsed().as_nanos() as f64 / total as f64;
+            // Wasm: batches encoded as the pull path encodes them, one call each.
+            let mut enc = BatchEncoder::new();
+            let calls = (total / batch).max(1);
+            let t = Instant::now();
+            let mut whits = 0usize;
+            for c in 0..calls {
+                enc.clear();
+                for j in 0..batch {
+                    let p = &all[(c * batch + j) % 256];
+                    enc.push(j as i64, 0, b"Bench", p.as_bytes(), b"");
+                }
+                let bits = f.evaluate("SQL92", expr, &enc).unwrap();
+                whits += bits.iter().map(|b| b.count_ones() as usize).sum::<usize>();
+            }
+            let wasm_ns = t.elapsed().as_nanos() as f64 / (calls * batch) as f64;
+            let expected = (0..calls * batch)
+                .filter(|k| native.matches(&Props(&all[k % 256])))
+                .count();
+            assert_eq!(expected, whits, "wasm and native disagree on {expr}");
+            std::hint::black_box(hits);
+            println!(
+                "{expr:<58} {batch:>6} {native_ns:>11.1} {wasm_ns:>11.1} {:>6.2}x",
+                wasm_ns / native_ns
+            );
+        }
+    }
+}
+
+fn free() -> std::net::SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn ext(pairs: &[(&str, &str)]) -> ExtFields {
+    let mut e = ExtFields::new();
+    for (k, v) in pairs {
+        e.insert(k, v);
+    }
+    e
+}
+
+fn pull_req(offset: i64, ty: &str, expr: &str) -> RemotingCommand {
+    RemotingCommand::new_request(
+        request::PULL_MESSAGE,
+        ext(&[
+            ("consumerGroup", "bench"),
+            ("topic", "Bench"),
+            ("queueId", "0"),
+            ("queueOffset", &offset.to_string()),
+            ("maxMsgNums", "32"),
+            ("sysFlag", "4"),
+            ("suspendTimeoutMillis", "0"),
+            ("subscription", expr),
+            ("expressionType", ty),
+        ]),
+    )
+}
+
+/// Pulls the whole queue once; returns (messages received, matched on the client, elapsed).
+async fn drain(
+    c: &RemotingClient,
+    ty: &str,
+    expr: &str,
+    client_filter: Option<&wasmq_sql92::Expr>,
+    end: i64,
+) -> (usize, usize, Duration) {
+    let t = Instant::now();
+    let (mut offset, mut got, mut matched) = (0i64, 0usize, 0usize);
+    while offset < end {
+        let r = c
+            .invoke(pull_req(offset, ty, expr), Duration::from_secs(30))
+            .await
+            .unwrap();
+        let next = r.ext_fields.get_i64("nextBeginOffset").unwrap().unwrap();
+        let mut rest = &r.body[..];
+        while !rest.is_empty() {
+            let Ok(Entry::Record(v)) = record::decode(
+                rest,
+                Check {
+                    crc: false,
+                    position: None,
+                },
+            ) else {
+                panic!("bad record")
+            };
+            got += 1;
+            if client_filter.is_none_or(|e| e.matches(&Props(v.properties()))) {
+                matched += 1;
+            }
+            rest = &rest[v.total_size()..];
+        }
+        assert!(next > offset || r.code == response::SUCCESS, "no progress");
+        offset = next;
+    }
+    (got, matched, t.elapsed())
+}
+
+fn over_the_wire() {
+    let n: usize = if smoke() { 5_000 } else { 200_000 };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = BrokerConfig::default();
+    cfg.listen = free();
+    cfg.namesrv_listen = None;
+    cfg.store.dir = dir.path().join("store");
+    cfg.store.commit_log_segment_size = 256 << 20;
+    let addr = cfg.listen;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = rt.spawn(wasmq::broker::run(cfg, stop_rx));
+    rt.block_on(async {
+        let c = loop {
+            if let Ok(c) = RemotingClient::connect(addr).await {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let create = RemotingCommand::new_request(
+            request::UPDATE_AND_CREATE_TOPIC,
+            ext(&[
+                ("topic", "Bench"),
+                ("readQueueNums", "1"),
+                ("writeQueueNums", "1"),
+                ("perm", "6"),
+            ]),
+        );
+        assert_eq!(c.invoke(create, Duration::from_secs(10)).await.unwrap().code, 0);
+        // Fill: 1 KiB bodies, 16 senders.
+        let body = vec![b'x'; 1024];
+        let mut tasks = Vec::new();
+        for s in 0..16 {
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move {
+                let c = RemotingClient::connect(addr).await.unwrap();
+                for i in (s..n).step_by(16) {
+                    let req = RemotingCommand::new_request(
+                        request::SEND_MESSAGE_V2,
+                        ext(&[("a", "PG"), ("b", "Bench"), ("e", "0"), ("g", "1"), ("i", &props(i))]),
+                    )
+                    .with_body(body.clone());
+                    let r = c.invoke(req, Duration::from_secs(30)).await.unwrap();
+                    assert_eq!(r.code, 0, "{:?}", r.remark);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // Wait for dispatch of everything.
+        loop {
+            let r = c
+                .invoke(
+                    RemotingCommand::new_request(request::GET_MAX_OFFSET, ext(&[("topic", "Bench"), ("queueId", "0")])),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+            if r.ext_fields.get_i64("offset").unwrap().unwrap_or(0) >= n as i64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        println!("\n== consumer over loopback: {n} x 1 KiB in one queue, pulls of 32");
+        println!(
+            "{:<44} {:>10} {:>14} {:>10}",
+            "case", "received", "matching msg/s", "seconds"
+        );
+        let ten = wasmq_sql92::compile("n < 10").unwrap();
+        let cases: [(&str, &str, &str, Option<&wasmq_sql92::Expr>); 4] = [
+            ("no filter (TAG *)", "TAG", "*", None),
+            ("broker SQL92 n < 10 (10%)", "SQL92", "n < 10", None),
+            ("broker SQL92 n >= 10 (90%)", "SQL92", "n >= 10", None),
+            ("client-side n < 10 after pulling all", "TAG", "*", Some(&ten)),
+        ];
+        let mut rates = Vec::new();
+        for (name, ty, expr, cf) in cases {
+            drain(&c, ty, expr, cf, n as i64).await; // warm the page cache and the plugin
+            let (got, matched, el) = drain(&c, ty, expr, cf, n as i64).await;
+            let rate = matched as f64 / el.as_secs_f64();
+            rates.push(rate);
+            println!("{name:<44} {got:>10} {rate:>14.0} {:>10.3}", el.as_secs_f64());
+        }
+        println!(
+            "broker-side 10% filter vs client-side filtering, matching msgs/s: {:.2}x (target >= 5x)",
+            rates[1] / rates[3]
+        );
+
+        // Upgrade latency while a consumer pulls with the filter.
+        let busy = tokio::spawn(async move {
+            let c = RemotingClient::connect(addr).await.unwrap();
+            let mut pulls = 0u64;
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(if smoke() { 1 } else { 4 }) {
+                let r = c
+                    .invoke(pull_req((pulls as i64 * 320) % n as i64, "SQL92", "n < 10"), Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                assert!(r.code == 0 || r.code == response::PULL_RETRY_IMMEDIATELY, "{}", r.code);
+                pulls += 1;
+            }
+            pulls
+        });
+        let mut lat = Vec::new();
+        while !busy.is_finished() {
+            let req = RemotingCommand::new_request(
+                request::PLUGIN_UPGRADE,
+                ext(&[("name", "sql92-filter")]),
+            )
+            .with_body(shipped::SQL92_FILTER.to_vec());
+            let t = Instant::now();
+            let r = c.invoke(req, Duration::from_secs(60)).await.unwrap();
+            assert_eq!(r.code, 0, "{:?}", r.remark);
+            lat.push(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pulls = busy.await.unwrap();
+        lat.sort();
+        println!(
+            "\n== upgrade under load: {} upgrades of sql92-filter during {pulls} filtered pulls (none failed): p50 {:?} max {:?}",
+            lat.len(),
+            lat[lat.len() / 2],
+            lat[lat.len() - 1]
+        );
+    });
+    let _ = stop_tx.send(true);
+    let _ = rt.block_on(server);
+}
+
+fn main() {
+    wasm_vs_native();
+    over_the_wire();
+}
