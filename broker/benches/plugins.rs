@@ -179,9 +179,11 @@ async fn drain(
 fn over_the_wire() {
     let n: usize = if smoke() { 5_000 } else { 200_000 };
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = BrokerConfig::default();
-    cfg.listen = free();
-    cfg.namesrv_listen = None;
+    let mut cfg = BrokerConfig {
+        listen: free(),
+        namesrv_listen: None,
+        ..Default::default()
+    };
     cfg.store.dir = dir.path().join("store");
     cfg.store.commit_log_segment_size = 256 << 20;
     let addr = cfg.listen;
