@@ -424,3 +424,103 @@ fn bad_expressions_get_clear_errors() {
         assert_eq!(records(&r.body).len(), 1);
     });
 }
+
+fn heartbeat(group: &str, topic: &str, ty: &str, expr: &str) -> RemotingCommand {
+    let body = serde_json::json!({
+        "clientID": "bits-test",
+        "producerDataSet": [],
+        "consumerDataSet": [{
+            "groupName": group, "consumeType": "CONSUME_ACTIVELY", "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET", "unitMode": false,
+            "subscriptionDataSet": [{"topic": topic, "subString": expr, "expressionType": ty,
+                "tagsSet": [], "codeSet": [], "subVersion": 1, "classFilterMode": false}]
+        }]
+    });
+    RemotingCommand::new_request(request::HEART_BEAT, ext(&[]))
+        .with_body(body.to_string().into_bytes())
+}
+
+/// (calls, messages evaluated) of a plugin.
+async fn plugin_counts(c: &RemotingClient, name: &str) -> (u64, u64) {
+    let l = plugin_list(c).await;
+    let p = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap();
+    (
+        p["calls"].as_u64().unwrap(),
+        p["messages"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn subscribed_expressions_are_evaluated_behind_dispatch_and_pulls_use_the_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProc::start(&dir.path().join("store"), &[]);
+    let rt = rt();
+    rt.block_on(async {
+        let c = RemotingClient::connect(broker.broker).await.unwrap();
+        let r = call(
+            &c,
+            plugin_req(request::PLUGIN_LOAD, "mod", wasm("modulo"), &[("divisor", "2")]),
+        )
+        .await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        let create = RemotingCommand::new_request(
+            request::UPDATE_AND_CREATE_TOPIC,
+            ext(&[("topic", "BITS"), ("readQueueNums", "1"), ("writeQueueNums", "1"), ("perm", "6")]),
+        );
+        assert_eq!(call(&c, create).await.code, response::SUCCESS);
+        // Backlog from before the subscription: not covered by bits.
+        for i in 0..20 {
+            let props = format!("n\u{1}{i}\u{2}");
+            assert_eq!(call(&c, send_req("BITS", 0, &props, b"m")).await.code, response::SUCCESS);
+        }
+        wait_dispatched(&c, "BITS", 0, 20).await;
+        assert_eq!(call(&c, heartbeat("GB", "BITS", "MOD", "n")).await.code, response::SUCCESS);
+        // Give the bits thread its first pass (it starts at the queue's end), then send more.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut sent = 20;
+        while plugin_counts(&c, "mod").await.1 < 100 {
+            assert!(Instant::now() < deadline, "nothing was evaluated behind dispatch");
+            for i in sent..sent + 100 {
+                let props = format!("n\u{1}{i}\u{2}");
+                assert_eq!(call(&c, send_req("BITS", 0, &props, b"m")).await.code, response::SUCCESS);
+            }
+            sent += 100;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Let the thread catch up with everything sent.
+        let (mut calls, mut evaluated) = plugin_counts(&c, "mod").await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = plugin_counts(&c, "mod").await;
+            if now == (calls, evaluated) {
+                break;
+            }
+            (calls, evaluated) = now;
+            assert!(Instant::now() < deadline + Duration::from_secs(10), "bits never settled");
+        }
+        assert!(evaluated < sent as u64, "the backlog before the subscription is not covered");
+        // Read everything: the backlog is evaluated at pull time, the rest comes from the bits.
+        let mut offset = 0i64;
+        let mut got = Vec::new();
+        while offset < sent as i64 {
+            let r = call(&c, pull_expr("BITS", 0, offset, "MOD", "n")).await;
+            for m in records(&r.body) {
+                got.push(m.prop("n").unwrap().parse::<i64>().unwrap());
+            }
+            offset = next_offset(&r);
+        }
+        let want: Vec<i64> = (0..sent as i64).filter(|n| n % 2 == 0).collect();
+        assert_eq!(got, want);
+        let (calls_after, evaluated_after) = plugin_counts(&c, "mod").await;
+        assert!(
+            evaluated_after - evaluated < 128 + 20,
+            "pulls re-evaluated covered messages: {evaluated} before, {evaluated_after} after, {sent} sent"
+        );
+        assert!(calls_after - calls <= 2, "{calls} -> {calls_after} calls");
+    });
+}

@@ -58,6 +58,8 @@ pub struct Broker {
     pub schedule: ScheduleState,
     pub timer: crate::timer::TimerState,
     pub plugins: Arc<crate::plugin::Registry>,
+    /// Match bits of plugin expressions, computed behind dispatch.
+    pub filter_bits: Arc<crate::filter_bits::FilterBits>,
 }
 
 impl Broker {
@@ -86,7 +88,11 @@ impl Broker {
         let delay_levels = DelayLevels::parse(&config.message_delay_levels)
             .map_err(crate::config::ConfigError::Invalid)?;
         let hold = Arc::new(PullHold::default());
-        store.set_arrival_listener(hold.clone());
+        let filter_bits = Arc::new(crate::filter_bits::FilterBits::default());
+        store.set_arrival_listener(Arc::new(crate::store::ArrivalListeners(vec![
+            hold.clone(),
+            filter_bits.clone(),
+        ])));
         let plugins = Arc::new(crate::plugin::Registry::open(
             Some(&config.store.dir.join("plugins")),
             config.plugin_max_module_bytes,
@@ -111,6 +117,7 @@ impl Broker {
             schedule,
             timer,
             plugins,
+            filter_bits,
         }))
     }
 
@@ -416,8 +423,19 @@ pub async fn run(
             stop_rx.clone(),
         )));
     }
+    let bits_thread = {
+        let b = broker.clone();
+        std::thread::Builder::new()
+            .name("filter-bits".into())
+            .spawn(move || crate::filter_bits::run(b))
+            .ok()
+    };
     until_true(&mut shutdown).await;
     tracing::info!("shutting down: closing listeners");
+    broker.filter_bits.stop();
+    if let Some(t) = bits_thread {
+        let _ = t.join();
+    }
     let _ = stop_tx.send(true);
     for s in servers {
         let _ = s.await;

@@ -198,6 +198,23 @@ impl ClientRegistry {
             .cloned()
     }
 
+    /// Every distinct subscription of the online groups.
+    pub fn all_subscriptions(&self) -> Vec<Arc<Subscription>> {
+        let mut out: Vec<Arc<Subscription>> = Vec::new();
+        for g in self.consumers.read().values() {
+            for s in g.subscriptions.values() {
+                if !out.iter().any(|o| {
+                    o.topic == s.topic
+                        && o.expression_type == s.expression_type
+                        && o.expression == s.expression
+                }) {
+                    out.push(s.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// `group/topic (TYPE)` of every subscription with one of these expression types.
     pub fn subscriptions_of_types(&self, types: &[String]) -> Vec<String> {
         let mut out: Vec<String> = self

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::filter_bits::FilterBits;
 use crate::plugin::batch::{bit, BatchEncoder};
 use crate::plugin::{EvalError, FailurePolicy, LoadedFilter};
 use crate::store::record::{self, Check, Entry};
@@ -30,12 +31,17 @@ pub struct ReadLimits {
 pub fn read(
     store: &MessageStore,
     plugins: &crate::plugin::Registry,
+    bits: &FilterBits,
     sub: &Subscription,
     queue_id: i32,
     offset: u64,
     limits: ReadLimits,
 ) -> Result<GetResult, SubscriptionError> {
     let (topic, max_msgs, max_bytes) = (&sub.topic, limits.max_msgs.max(1), limits.max_bytes);
+    let limits = ReadLimits {
+        max_msgs,
+        max_bytes,
+    };
     Ok(match sub.resolve(plugins)? {
         Resolved::All => {
             store.get_messages(topic, queue_id, offset, max_msgs, max_bytes, &AcceptAll)
@@ -46,26 +52,20 @@ pub fn read(
         Resolved::Plugin { plugin, needs_body } => evaluate(
             store,
             &plugin,
+            Some(bits),
             sub,
-            queue_id,
-            offset,
-            ReadLimits {
-                max_msgs,
-                max_bytes,
-            },
+            (queue_id, offset),
+            limits,
             needs_body,
             |enc| plugin.evaluate(&sub.expression_type, &sub.expression, enc),
         ),
         Resolved::Failing { plugin, error } => evaluate(
             store,
             &plugin,
+            None,
             sub,
-            queue_id,
-            offset,
-            ReadLimits {
-                max_msgs,
-                max_bytes,
-            },
+            (queue_id, offset),
+            limits,
             false,
             |_| Err(error.clone()),
         ),
@@ -76,9 +76,9 @@ pub fn read(
 fn evaluate(
     store: &MessageStore,
     plugin: &Arc<LoadedFilter>,
+    bits: Option<&FilterBits>,
     sub: &Subscription,
-    queue_id: i32,
-    offset: u64,
+    (queue_id, offset): (i32, u64),
     limits: ReadLimits,
     needs_body: bool,
     mut eval: impl FnMut(&BatchEncoder) -> Result<Vec<u8>, EvalError>,
@@ -87,10 +87,23 @@ fn evaluate(
     let mut enc = BatchEncoder::new();
     let (mut at, mut scanned, mut bytes, mut held) = (offset, 0usize, 0usize, false);
     'read: loop {
-        let got = store.get_messages(&sub.topic, queue_id, at, BATCH, BATCH_BYTES, &AcceptAll);
+        // Offsets the dispatch-side bits cover are decided without reading the record.
+        let covered = bits.and_then(|b| {
+            b.covered(
+                &sub.topic,
+                queue_id,
+                &sub.expression_type,
+                &sub.expression,
+                at,
+            )
+        });
+        let got = match &covered {
+            Some(c) => store.get_messages(&sub.topic, queue_id, at, BATCH, BATCH_BYTES, c),
+            None => store.get_messages(&sub.topic, queue_id, at, BATCH, BATCH_BYTES, &AcceptAll),
+        };
         let Some(r) = res.as_mut() else {
             if got.status != GetStatus::Found {
-                return got; // offset errors, empty queue: as an unfiltered read says
+                return got; // offset errors, empty queue, nothing matched in covered range
             }
             res = Some(GetResult {
                 status: GetStatus::NoMatchedMessage,
@@ -109,8 +122,9 @@ fn evaluate(
             }
             break;
         }
+        let is_covered = |off: u64| covered.as_ref().is_some_and(|c| c.covers(off));
         enc.clear();
-        for m in &got.messages {
+        for m in got.messages.iter().filter(|m| !is_covered(m.queue_offset)) {
             if let Ok(Entry::Record(v)) = record::decode(
                 &m.bytes,
                 Check {
@@ -124,23 +138,34 @@ fn evaluate(
                 enc.push(m.queue_offset as i64, 0, b"", b"", b"");
             }
         }
-        let bits = match eval(&enc) {
-            Ok(bits) => Some(bits),
-            Err(e) => match plugin.limits.on_failure {
-                FailurePolicy::Deliver => None,
-                FailurePolicy::Skip => Some(vec![0; got.messages.len().div_ceil(8)]),
-                FailurePolicy::Hold => {
-                    if !matches!(e, EvalError::Quarantined(_)) {
-                        tracing::debug!(error = %e, topic = %sub.topic, queue_id, offset = at, "filter failed; holding the batch");
+        let bits = if enc.count() == 0 {
+            Some(Vec::new())
+        } else {
+            match eval(&enc) {
+                Ok(bits) => Some(bits),
+                Err(e) => match plugin.limits.on_failure {
+                    FailurePolicy::Deliver => None,
+                    FailurePolicy::Skip => Some(vec![0; enc.count().div_ceil(8)]),
+                    FailurePolicy::Hold => {
+                        if !matches!(e, EvalError::Quarantined(_)) {
+                            tracing::debug!(error = %e, topic = %sub.topic, queue_id, offset = at, "filter failed; holding the batch");
+                        }
+                        held = true;
+                        break;
                     }
-                    held = true;
-                    break;
-                }
-            },
+                },
+            }
         };
         let n = got.messages.len();
-        for (i, m) in got.messages.into_iter().enumerate() {
-            if !bits.as_deref().is_none_or(|b| bit(b, i)) {
+        let mut j = 0; // index among the evaluated messages
+        for m in got.messages.into_iter() {
+            let matched = if is_covered(m.queue_offset) {
+                true // passed the bits
+            } else {
+                j += 1;
+                bits.as_deref().is_none_or(|b| bit(b, j - 1))
+            };
+            if !matched {
                 at = m.queue_offset + 1;
                 continue;
             }

@@ -26,6 +26,7 @@
 //! | [`broker`] | the broker context, request routing, background tasks, `run` |
 //! | [`processor`] | one file per request family: send, send_back, pull, consumer, query, admin |
 //! | [`subscription`] | subscriptions and what they resolve to with the active filter plugin |
+//! | [`filter_bits`] | match bits of plugin expressions computed behind dispatch, so pulls skip without reading |
 //! | [`filtered_read`] | reads for a subscription: tag-hash prefilter or batched plugin evaluation, failure policy |
 //! | [`plugin`] | the wasmtime host: engine, limits, batch encoding, loaded filters, registry |
 //! | [`clients`] | producer/consumer groups and their connections |
@@ -38,6 +39,7 @@
 pub mod broker;
 pub mod clients;
 pub mod config;
+pub mod filter_bits;
 pub mod filtered_read;
 pub mod logging;
 pub mod long_poll;

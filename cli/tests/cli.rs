@@ -322,7 +322,15 @@ fn offsets_reset_and_dead_letters() {
             "dead",
         ],
     );
-    let list = ok(&b, &["dlq", "list", "--group", "G"]);
+    // Sends are acknowledged before dispatch indexes them: list until it shows (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let list = loop {
+        let l = ok(&b, &["dlq", "list", "--group", "G"]);
+        if l.contains("body=dead") || Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(
         list.contains("body=dead") && list.contains("originTopic=R"),
         "{list}"

@@ -103,6 +103,7 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         let got = match crate::filtered_read::read(
             &b.store,
             &b.plugins,
+            &b.filter_bits,
             &sub,
             h.queue_id,
             offset,

@@ -46,6 +46,17 @@ pub trait ArrivalListener: Send + Sync {
     fn on_arrival(&self, topic: &str, queue_id: i32, max_offset: u64);
 }
 
+/// Several listeners told in turn.
+pub struct ArrivalListeners(pub Vec<Arc<dyn ArrivalListener>>);
+
+impl ArrivalListener for ArrivalListeners {
+    fn on_arrival(&self, topic: &str, queue_id: i32, max_offset: u64) {
+        for l in &self.0 {
+            l.on_arrival(topic, queue_id, max_offset);
+        }
+    }
+}
+
 /// A wake-up signal from the appender to the dispatcher.
 #[derive(Default)]
 pub struct Signal {

@@ -36,6 +36,10 @@ pub trait MessageFilter {
     fn by_record(&self, _record: &RecordView<'_>) -> bool {
         true
     }
+    /// Test on the queue offset, before the record is read (precomputed match bits).
+    fn by_offset(&self, _queue_offset: u64) -> bool {
+        true
+    }
 }
 
 /// Accepts every message.
@@ -397,7 +401,7 @@ impl MessageStore {
                 return false;
             }
             scanned += 1;
-            if !filter.by_tag_hash(e.tag_hash) {
+            if !filter.by_tag_hash(e.tag_hash) || !filter.by_offset(off) {
                 next = off + 1;
                 return true;
             }

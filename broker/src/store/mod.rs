@@ -34,7 +34,7 @@ pub mod record;
 pub use commit_log::{Appended, RecordBytes};
 pub use config::{FlushMode, StoreConfig};
 pub use consume_queue::Boundary;
-pub use dispatch::ArrivalListener;
+pub use dispatch::{ArrivalListener, ArrivalListeners};
 pub use error::StoreError;
 pub use message_store::{
     AcceptAll, FoundMessage, GetResult, GetStatus, MessageFilter, MessageStore, RecoveryReport,

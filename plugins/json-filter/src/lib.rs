@@ -68,6 +68,9 @@ mod tests {
         assert!(!matches_body(&e, b"not json"));
         let e = wasmq_sql92::compile("tier IN ('gold', 'vip') AND ok = TRUE").unwrap();
         assert!(matches_body(&e, br#"{"tier": "vip", "ok": true}"#));
-        assert!(!matches_body(&e, br#"{"tier": {"name": "vip"}, "ok": true}"#));
+        assert!(!matches_body(
+            &e,
+            br#"{"tier": {"name": "vip"}, "ok": true}"#
+        ));
     }
 }

@@ -1,0 +1,306 @@
+//! Match bits beside the consume queues (RocketMQ's bitmap filter, for plugin expressions):
+//! a background thread follows dispatch and evaluates each new batch of a queue once per
+//! distinct subscribed expression (across groups), keeping one bit per queue offset. A pull
+//! then skips non-matching entries without reading the commit log, and evaluates only what
+//! the bits do not cover (backlog from before the subscription appeared, or what the thread
+//! has not reached yet). Bits start at the queue's end when a subscription first appears and
+//! keep at most [`MAX_BITS`] offsets per queue and expression (older ones are dropped).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::broker::Broker;
+use crate::plugin::batch::{bit, BatchEncoder};
+use crate::store::record::{self, Check, Entry};
+use crate::store::{AcceptAll, ArrivalListener, GetStatus, MessageFilter};
+use crate::subscription::Resolved;
+
+/// Offsets kept per queue and expression (512 KiB of bits).
+pub const MAX_BITS: u64 = 1 << 22;
+/// Batches one queue and expression may take per pass (fairness across them).
+const BATCHES_PER_PASS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    topic: String,
+    queue_id: i32,
+    ty: String,
+    expression: String,
+}
+
+/// Bits for offsets `start..end` of one queue under one expression (stored from `base`, the
+/// multiple of 8 at or below `start`).
+#[derive(Debug)]
+pub struct Bits {
+    base: u64,
+    start: u64,
+    end: u64,
+    bytes: Vec<u8>,
+}
+
+impl Bits {
+    fn new(at: u64) -> Bits {
+        // Keep `base` a multiple of 8 so bytes never shift by bits.
+        let base = at - at % 8;
+        Bits {
+            base,
+            start: at,
+            end: at,
+            bytes: vec![0; ((at - base) as usize).div_ceil(8)],
+        }
+    }
+
+    fn push(&mut self, matched: bool) {
+        let i = (self.end - self.base) as usize;
+        if i / 8 >= self.bytes.len() {
+            self.bytes.push(0);
+        }
+        if matched {
+            self.bytes[i / 8] |= 1 << (i % 8);
+        }
+        self.end += 1;
+        if self.end - self.base > MAX_BITS {
+            let drop = (MAX_BITS / 2) as usize / 8;
+            self.bytes.drain(..drop);
+            self.base += (drop * 8) as u64;
+            self.start = self.start.max(self.base);
+        }
+    }
+
+    /// The bits from `from` on (up to `max` offsets) as a filter; `None` when `from` is not
+    /// covered.
+    pub fn snapshot(&self, from: u64, max: u64) -> Option<Covered> {
+        if from < self.start || from >= self.end {
+            return None;
+        }
+        let start = (from - self.base) as usize;
+        let end = (self.end.min(from + max) - self.base) as usize;
+        let mut bytes = vec![0u8; (end - start).div_ceil(8)];
+        for i in start..end {
+            if bit(&self.bytes, i) {
+                bytes[(i - start) / 8] |= 1 << ((i - start) % 8);
+            }
+        }
+        Some(Covered {
+            from,
+            end: from + (end - start) as u64,
+            bytes,
+        })
+    }
+}
+
+/// A copy of covered bits: decides offsets `from..end`; later offsets pass (to be evaluated).
+#[derive(Debug)]
+pub struct Covered {
+    pub from: u64,
+    pub end: u64,
+    bytes: Vec<u8>,
+}
+
+impl Covered {
+    pub fn covers(&self, off: u64) -> bool {
+        off >= self.from && off < self.end
+    }
+}
+
+impl MessageFilter for Covered {
+    fn by_offset(&self, off: u64) -> bool {
+        !self.covers(off) || bit(&self.bytes, (off - self.from) as usize)
+    }
+}
+
+#[derive(Default)]
+pub struct FilterBits {
+    tables: RwLock<HashMap<Key, Arc<Mutex<Bits>>>>,
+    wake: Mutex<bool>,
+    cv: Condvar,
+    stop: AtomicBool,
+}
+
+impl FilterBits {
+    /// The covered bits of a queue under an expression, from `from`.
+    pub fn covered(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        ty: &str,
+        expression: &str,
+        from: u64,
+    ) -> Option<Covered> {
+        let key = Key {
+            topic: topic.to_string(),
+            queue_id,
+            ty: ty.to_string(),
+            expression: expression.to_string(),
+        };
+        let t = self.tables.read().get(&key).cloned()?;
+        let b = t.lock();
+        b.snapshot(from, 16 * 1024)
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.notify();
+    }
+
+    fn notify(&self) {
+        *self.wake.lock() = true;
+        self.cv.notify_one();
+    }
+
+    /// Number of (queue, expression) tables (for tests and metrics).
+    pub fn tables(&self) -> usize {
+        self.tables.read().len()
+    }
+}
+
+impl ArrivalListener for FilterBits {
+    fn on_arrival(&self, _topic: &str, _queue_id: i32, _max_offset: u64) {
+        self.notify();
+    }
+}
+
+/// The thread: waits for arrivals (or a subscription change, checked every second) and
+/// evaluates what is new.
+pub fn run(b: Arc<Broker>) {
+    let fb = b.filter_bits.clone();
+    let mut enc = BatchEncoder::new();
+    while !fb.stop.load(Ordering::Acquire) {
+        {
+            let mut w = fb.wake.lock();
+            if !*w {
+                fb.cv.wait_for(&mut w, Duration::from_secs(1));
+            }
+            *w = false;
+        }
+        if fb.stop.load(Ordering::Acquire) {
+            break;
+        }
+        pass(&b, &fb, &mut enc);
+    }
+}
+
+fn pass(b: &Broker, fb: &FilterBits, enc: &mut BatchEncoder) {
+    let mut active: Vec<Key> = Vec::new();
+    for s in b.clients.all_subscriptions() {
+        let Ok(Resolved::Plugin { plugin, needs_body }) = s.resolve(&b.plugins) else {
+            continue;
+        };
+        for q in b.store.queue_ids(&s.topic) {
+            let key = Key {
+                topic: s.topic.clone(),
+                queue_id: q,
+                ty: s.expression_type.clone(),
+                expression: s.expression.clone(),
+            };
+            let Some(cq) = b.store.consume_queue(&s.topic, q) else {
+                continue;
+            };
+            let table = {
+                let existing = fb.tables.read().get(&key).cloned();
+                match existing {
+                    Some(t) => t,
+                    None => {
+                        let t = Arc::new(Mutex::new(Bits::new(cq.max_offset())));
+                        fb.tables.write().insert(key.clone(), t.clone());
+                        t
+                    }
+                }
+            };
+            active.push(key);
+            for _ in 0..BATCHES_PER_PASS {
+                let end = table.lock().end;
+                if end >= cq.max_offset() {
+                    break;
+                }
+                let got = b.store.get_messages(
+                    &s.topic,
+                    q,
+                    end,
+                    crate::filtered_read::BATCH,
+                    4 << 20,
+                    &AcceptAll,
+                );
+                if !matches!(got.status, GetStatus::Found | GetStatus::OffsetFoundNull)
+                    || got.next_offset <= end
+                {
+                    break;
+                }
+                enc.clear();
+                for m in &got.messages {
+                    match record::decode(
+                        &m.bytes,
+                        Check {
+                            crc: false,
+                            position: None,
+                        },
+                    ) {
+                        Ok(Entry::Record(v)) => enc.push_record(&v, needs_body),
+                        _ => enc.push(m.queue_offset as i64, 0, b"", b"", b""),
+                    }
+                }
+                let Ok(bits) = plugin.evaluate(&s.expression_type, &s.expression, enc) else {
+                    break; // the pull path applies the plugin's policy to what is not covered
+                };
+                let mut t = table.lock();
+                if t.end != end {
+                    break; // cannot happen with one thread; be safe
+                }
+                // Offsets with no message (removed entries) never match.
+                let mut found = got.messages.iter().enumerate().peekable();
+                for off in end..got.next_offset {
+                    let matched = match found.peek() {
+                        Some((i, m)) if m.queue_offset == off => {
+                            let r = bit(&bits, *i);
+                            found.next();
+                            r
+                        }
+                        _ => false,
+                    };
+                    t.push(matched);
+                }
+            }
+        }
+    }
+    fb.tables.write().retain(|k, _| active.contains(k));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_cover_what_was_pushed_and_stay_bounded() {
+        let mut b = Bits::new(13);
+        assert!(b.snapshot(13, 100).is_none(), "nothing evaluated yet");
+        for i in 0..20u64 {
+            b.push(i % 3 == 0);
+        }
+        assert!(
+            b.snapshot(12, 100).is_none(),
+            "before the first evaluated offset"
+        );
+        let c = b.snapshot(13, 100).unwrap();
+        assert_eq!((c.from, c.end), (13, 33));
+        for off in 13..33 {
+            assert_eq!(c.by_offset(off), (off - 13) % 3 == 0, "{off}");
+        }
+        assert!(c.by_offset(33) && !c.covers(33), "beyond: to be evaluated");
+        let c = b.snapshot(20, 5).unwrap();
+        assert_eq!((c.from, c.end), (20, 25));
+        assert_eq!(c.by_offset(22), (22 - 13) % 3 == 0);
+        // The window slides: at most MAX_BITS offsets are kept.
+        let mut b = Bits::new(0);
+        for i in 0..MAX_BITS + 10 {
+            b.push(i % 2 == 0);
+        }
+        assert!(b.end - b.base <= MAX_BITS);
+        assert!(b.snapshot(0, 10).is_none());
+        let c = b.snapshot(MAX_BITS, 4).unwrap();
+        assert!(c.by_offset(MAX_BITS) && !c.by_offset(MAX_BITS + 1));
+    }
+}
