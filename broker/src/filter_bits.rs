@@ -147,7 +147,8 @@ impl FilterBits {
         self.notify();
     }
 
-    fn notify(&self) {
+    /// Wakes the thread (new messages, or a subscription that may be new).
+    pub fn notify(&self) {
         *self.wake.lock() = true;
         self.cv.notify_one();
     }
@@ -169,8 +170,9 @@ impl ArrivalListener for FilterBits {
 pub fn run(b: Arc<Broker>) {
     let fb = b.filter_bits.clone();
     let mut enc = BatchEncoder::new();
+    let mut more = false;
     while !fb.stop.load(Ordering::Acquire) {
-        {
+        if !more {
             let mut w = fb.wake.lock();
             if !*w {
                 fb.cv.wait_for(&mut w, Duration::from_secs(1));
@@ -180,41 +182,52 @@ pub fn run(b: Arc<Broker>) {
         if fb.stop.load(Ordering::Acquire) {
             break;
         }
-        pass(&b, &fb, &mut enc);
+        more = pass(&b, &fb, &mut enc);
     }
 }
 
-fn pass(b: &Broker, fb: &FilterBits, enc: &mut BatchEncoder) {
+/// One round over every subscribed expression; true when some queue has more to evaluate.
+fn pass(b: &Broker, fb: &FilterBits, enc: &mut BatchEncoder) -> bool {
     let mut active: Vec<Key> = Vec::new();
+    let mut more = false;
     for s in b.clients.all_subscriptions() {
         let Ok(Resolved::Plugin { plugin, needs_body }) = s.resolve(&b.plugins) else {
             continue;
         };
-        for q in b.store.queue_ids(&s.topic) {
+        // Every queue of the topic, including ones nothing was written to yet.
+        let queues = b
+            .topics
+            .get(&s.topic)
+            .map(|t| t.read_queue_nums as i32)
+            .unwrap_or(0);
+        for q in 0..queues {
             let key = Key {
                 topic: s.topic.clone(),
                 queue_id: q,
                 ty: s.expression_type.clone(),
                 expression: s.expression.clone(),
             };
-            let Some(cq) = b.store.consume_queue(&s.topic, q) else {
-                continue;
-            };
+            let cq = b.store.consume_queue(&s.topic, q);
+            let max = || cq.as_ref().map_or(0, |c| c.max_offset());
             let table = {
                 let existing = fb.tables.read().get(&key).cloned();
                 match existing {
                     Some(t) => t,
                     None => {
-                        let t = Arc::new(Mutex::new(Bits::new(cq.max_offset())));
+                        let t = Arc::new(Mutex::new(Bits::new(max())));
                         fb.tables.write().insert(key.clone(), t.clone());
                         t
                     }
                 }
             };
             active.push(key);
-            for _ in 0..BATCHES_PER_PASS {
+            for round in 0..=BATCHES_PER_PASS {
                 let end = table.lock().end;
-                if end >= cq.max_offset() {
+                if end >= max() {
+                    break;
+                }
+                if round == BATCHES_PER_PASS {
+                    more = true;
                     break;
                 }
                 let got = b.store.get_messages(
@@ -267,6 +280,7 @@ fn pass(b: &Broker, fb: &FilterBits, enc: &mut BatchEncoder) {
         }
     }
     fb.tables.write().retain(|k, _| active.contains(k));
+    more
 }
 
 #[cfg(test)]

@@ -60,6 +60,11 @@ pub fn heartbeat(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> R
                 }
             }
         }
+        if c.subscription_data_set.iter().any(|s| {
+            !s.expression_type.is_empty() && !s.expression_type.eq_ignore_ascii_case("TAG")
+        }) {
+            b.filter_bits.notify(); // a plugin expression may be new: start its bits now
+        }
         let info = ConsumerInfo {
             consume_type: c.consume_type.name().to_string(),
             message_model: c.message_model.name().to_string(),
