@@ -78,17 +78,14 @@ impl Bits {
             return None;
         }
         let start = (from - self.base) as usize;
-        let end = (self.end.min(from + max) - self.base) as usize;
-        let mut bytes = vec![0u8; (end - start).div_ceil(8)];
-        for i in start..end {
-            if bit(&self.bytes, i) {
-                bytes[(i - start) / 8] |= 1 << ((i - start) % 8);
-            }
-        }
+        let end = (self.end.min(from.saturating_add(max)) - self.base) as usize;
+        // Whole bytes: `base` is a multiple of 8, so byte k holds offsets base + 8k...
+        let first = start / 8;
         Some(Covered {
             from,
-            end: from + (end - start) as u64,
-            bytes,
+            end: self.base + end as u64,
+            bit_base: self.base + (first * 8) as u64,
+            bytes: self.bytes[first..end.div_ceil(8)].to_vec(),
         })
     }
 }
@@ -98,6 +95,8 @@ impl Bits {
 pub struct Covered {
     pub from: u64,
     pub end: u64,
+    /// Offset of bit 0 of `bytes`.
+    bit_base: u64,
     bytes: Vec<u8>,
 }
 
@@ -109,7 +108,7 @@ impl Covered {
 
 impl MessageFilter for Covered {
     fn by_offset(&self, off: u64) -> bool {
-        !self.covers(off) || bit(&self.bytes, (off - self.from) as usize)
+        !self.covers(off) || bit(&self.bytes, (off - self.bit_base) as usize)
     }
 }
 
@@ -139,7 +138,7 @@ impl FilterBits {
         };
         let t = self.tables.read().get(&key).cloned()?;
         let b = t.lock();
-        b.snapshot(from, 16 * 1024)
+        b.snapshot(from, 4096)
     }
 
     pub fn stop(&self) {
