@@ -76,7 +76,8 @@ pub struct GuestState {
 struct Warm {
     store: Store<GuestState>,
     bindings: wit::FilterPlugin,
-    handles: HashMap<(String, String), u32>,
+    /// Handles by expression type, then expression (looked up without allocating).
+    handles: HashMap<String, HashMap<String, u32>>,
 }
 
 #[derive(Debug, Default)]
@@ -376,8 +377,8 @@ impl LoadedFilter {
         expression: &str,
     ) -> Result<(u32, Compiled), EvalError> {
         let g = w.bindings.wasmq_plugin_filter();
-        if w.handles.len() >= MAX_HANDLES {
-            for (_, h) in w.handles.drain() {
+        if w.handles.values().map(HashMap::len).sum::<usize>() >= MAX_HANDLES {
+            for h in w.handles.drain().flat_map(|(_, m)| m.into_values()) {
                 w.store.set_epoch_deadline(self.ticks);
                 g.call_release(&mut w.store, h)
                     .map_err(|e| self.failed(format!("release: {}", trap_reason(&e))))?;
@@ -401,7 +402,9 @@ impl LoadedFilter {
                 };
                 if let Some(old) = w
                     .handles
-                    .insert((ty.to_string(), expression.to_string()), c.handle)
+                    .entry(ty.to_string())
+                    .or_default()
+                    .insert(expression.to_string(), c.handle)
                 {
                     if old != c.handle {
                         w.store.set_epoch_deadline(self.ticks);
@@ -431,8 +434,7 @@ impl LoadedFilter {
         }
         let mut w = self.take()?;
         let start = Instant::now();
-        let key = (ty.to_string(), expression.to_string());
-        let r = match w.handles.get(&key) {
+        let r = match w.handles.get(ty).and_then(|m| m.get(expression)) {
             Some(&h) => Ok(h),
             None => self.handle(&mut w, ty, expression).map(|(h, _)| h),
         }
