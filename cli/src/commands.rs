@@ -36,7 +36,7 @@ pub struct SendArgs {
     pub queue: Option<i32>,
 }
 
-fn parse_kv(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("expected k=v, got {s:?}"))

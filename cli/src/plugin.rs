@@ -7,13 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use wasmq::protocol::{request, RemotingCommand};
 
+use crate::commands::parse_kv;
 use crate::rpc::{ext, Cluster};
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected key=value, got {s:?}"))
-}
 
 #[derive(Subcommand, Debug)]
 pub enum PluginCmd {

@@ -160,18 +160,17 @@ fn test(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
             }
         };
         for (i, s) in samples.iter().enumerate() {
-            let mut props = String::new();
             let tagged = s.tags.iter().map(|t| ("TAGS", t.as_str()));
             let keyed = s.keys.iter().map(|k| ("KEYS", k.as_str()));
-            for (k, v) in tagged
+            let pairs = tagged
                 .chain(keyed)
-                .chain(s.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            {
-                props.push_str(k);
-                props.push('\u{1}');
-                props.push_str(v);
-                props.push('\u{2}');
-            }
+                .chain(s.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let props = match crate::protocol::properties::encode(pairs) {
+                Ok(p) => p,
+                Err(err) => {
+                    return reply(req, response::SYSTEM_ERROR, format!("sample {i}: {err}"))
+                }
+            };
             enc.push(
                 i as i64,
                 0,
