@@ -17,7 +17,7 @@ use crate::meta::{ConsumerOffsets, MetaError, TopicConfig, TopicTable};
 use crate::namesrv::route_table::AUTO_CREATE_TOPIC;
 use crate::namesrv::{NameServer, NameServerHandler};
 use crate::net::{Connection, HandlerFuture, NetConfig, RemotingClient, RequestHandler};
-use crate::processor::{admin, consumer, pull, query, send, send_back};
+use crate::processor::{admin, consumer, end_transaction, pull, query, send, send_back, txn_admin};
 use crate::protocol::headers::notify_consumer_ids_changed;
 use crate::protocol::route::{RegisterBrokerBody, TopicConfigData};
 use crate::protocol::{request, response, RemotingCommand};
@@ -60,6 +60,8 @@ pub struct Broker {
     pub plugins: Arc<crate::plugin::Registry>,
     /// Match bits of plugin expressions, computed behind dispatch.
     pub filter_bits: Arc<crate::filter_bits::FilterBits>,
+    /// Pending half messages (transactions).
+    pub transactions: crate::transaction::TxnTable,
 }
 
 impl Broker {
@@ -85,6 +87,7 @@ impl Broker {
         let offsets = ConsumerOffsets::open(&meta_dir)?;
         let schedule = ScheduleState::open(&meta_dir);
         let timer = crate::timer::TimerState::open(&meta_dir);
+        let transactions = crate::transaction::TxnTable::open(&meta_dir);
         let delay_levels = DelayLevels::parse(&config.message_delay_levels)
             .map_err(crate::config::ConfigError::Invalid)?;
         let hold = Arc::new(PullHold::default());
@@ -118,6 +121,7 @@ impl Broker {
             timer,
             plugins,
             filter_bits,
+            transactions,
         }))
     }
 
@@ -273,6 +277,7 @@ impl Broker {
     /// Flushes and closes everything (after the listeners stopped).
     pub fn shutdown(&self) -> Result<(), BrokerError> {
         self.offsets.persist_if_dirty()?;
+        crate::transaction::check::persist(self);
         self.store.shutdown()?;
         Ok(())
     }
@@ -292,6 +297,8 @@ impl RequestHandler for BrokerHandler {
                 | request::SEND_REPLY_MESSAGE
                 | request::SEND_REPLY_MESSAGE_V2 => send::send(b, &conn, &req).await,
                 request::PULL_MESSAGE => pull::pull(b, &req).await,
+                request::END_TRANSACTION => end_transaction::end_transaction(b, &req).await?,
+                request::TXN_LIST | request::TXN_RESOLVE => txn_admin::handle(b, &req).await,
                 request::CONSUMER_SEND_MSG_BACK => send_back::send_back(b, &conn, &req).await,
                 request::HEART_BEAT => consumer::heartbeat(b, &conn, &req),
                 request::UNREGISTER_CLIENT => consumer::unregister(b, &req),
@@ -315,7 +322,10 @@ impl RequestHandler for BrokerHandler {
                 | request::PLUGIN_UPGRADE
                 | request::PLUGIN_UNLOAD
                 | request::PLUGIN_LIST
-                | request::PLUGIN_TEST => {
+                | request::PLUGIN_TEST
+                | request::PLUGIN_BIND
+                | request::PLUGIN_UNBIND
+                | request::PLUGIN_BINDINGS => {
                     // Loading compiles a module (milliseconds to seconds): off the reactor.
                     let b2 = self.0.clone();
                     let r2 = req.clone();
@@ -385,6 +395,19 @@ pub async fn run(
         None => None,
     };
     let broker = Broker::open(config, namesrv.clone())?;
+    // Pending transactions are rebuilt from the half and op topics before any request.
+    if !broker.store.wait_dispatched(Duration::from_secs(120)).await {
+        tracing::warn!("dispatch did not catch up within 120 s; rebuilding transactions anyway");
+    }
+    let pending = broker
+        .transactions
+        .recover(&broker.store, broker.config.transaction_timeout_ms);
+    if pending > 0 {
+        tracing::info!(
+            pending,
+            "pending transactions restored; they will be checked"
+        );
+    }
     // The embedded NameServer knows this broker before either port answers, so a client that
     // can connect also finds a route.
     if let Some(ns) = &broker.namesrv {
@@ -410,10 +433,13 @@ pub async fn run(
         stop_rx.clone(),
     )));
     let tasks = tokio::spawn(broker.clone().tasks(stop_rx.clone()));
-    let mut schedulers = vec![tokio::spawn(crate::timer::run(
-        broker.clone(),
-        stop_rx.clone(),
-    ))];
+    let mut schedulers = vec![
+        tokio::spawn(crate::timer::run(broker.clone(), stop_rx.clone())),
+        tokio::spawn(crate::transaction::check::run(
+            broker.clone(),
+            stop_rx.clone(),
+        )),
+    ];
     for level in 1..=broker.delay_levels.count() {
         let delay = broker.delay_levels.delay(level).unwrap_or_default();
         schedulers.push(tokio::spawn(crate::schedule::run_level(

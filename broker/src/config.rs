@@ -62,6 +62,15 @@ pub struct BrokerConfig {
     pub load_shipped_plugins: bool,
     /// Largest plugin module accepted by `plugin load` / `upgrade` (default 16 MiB).
     pub plugin_max_module_bytes: usize,
+    /// A half message unresolved this long after it was stored is checked (default 6 s,
+    /// RocketMQ's `transactionTimeOut`; its `CHECK_IMMUNITY_TIME_IN_SECONDS` can lengthen it).
+    pub transaction_timeout_ms: u64,
+    /// Time between two checks of the same half message (default 30 s).
+    pub transaction_check_interval_ms: u64,
+    /// Checks of one half message before the final action (default 15).
+    pub transaction_check_max: u32,
+    /// What happens after the last check: `discard` (default) or `keep` for an operator.
+    pub transaction_final_action: crate::transaction::FinalAction,
     pub store: StoreConfig,
 }
 
@@ -86,6 +95,10 @@ impl Default for BrokerConfig {
             timer_max_delay_secs: 3 * 24 * 3600,
             load_shipped_plugins: true,
             plugin_max_module_bytes: crate::plugin::registry::DEFAULT_MAX_MODULE_BYTES,
+            transaction_timeout_ms: 6_000,
+            transaction_check_interval_ms: 30_000,
+            transaction_check_max: 15,
+            transaction_final_action: crate::transaction::FinalAction::Discard,
             store: StoreConfig::default(),
         }
     }
@@ -142,6 +155,14 @@ impl BrokerConfig {
         }
         crate::schedule::DelayLevels::parse(&self.message_delay_levels)
             .map_err(|e| ConfigError::Invalid(format!("message_delay_levels: {e}")))?;
+        if self.transaction_timeout_ms == 0
+            || self.transaction_check_interval_ms < 100
+            || self.transaction_check_max == 0
+        {
+            return Err(ConfigError::Invalid(
+                "transaction_timeout_ms must be > 0, transaction_check_interval_ms >= 100 and transaction_check_max >= 1".into(),
+            ));
+        }
         if self.advertised().ip().is_unspecified() {
             return Err(ConfigError::Invalid(
                 "listening on an unspecified address needs advertised_addr (clients dial it)"

@@ -13,6 +13,8 @@
 //!                     evaluation in plugin::LoadedFilter) -> matching record bytes
 //! wasmq plugin load|upgrade|unload --> processor::plugin_admin -> plugin::Registry (persisted)
 //! consumer --HEART_BEAT/offsets/locks--> processor::consumer -> clients / meta::ConsumerOffsets
+//! producer --SEND (prepared)--> transaction::half_put; --END_TRANSACTION--> transaction::resolve
+//! transaction::check loop --> plugin::LoadedChecker, then CHECK_TRANSACTION_STATE to producers
 //! broker --REGISTER_BROKER--> namesrv (embedded or external) <--GET_ROUTEINFO-- clients
 //! ```
 //!
@@ -34,11 +36,14 @@
 //! | [`queue_locks`] | queue locks for orderly consumers |
 //! | [`schedule`] | delay levels: `SCHEDULE_TOPIC_XXXX` and the per-level delivery tasks |
 //! | [`timer`] | delivery at arbitrary times: the timer topic, due-soon heap, delivered bitmap |
+//! | [`transaction`] | half messages, END_TRANSACTION, the check loop (checker plugins, then producers) |
+//! | [`failpoint`] | crash points for durability tests (`WASMQ_FAILPOINT`) |
 //! | [`config`] | broker configuration |
 
 pub mod broker;
 pub mod clients;
 pub mod config;
+pub mod failpoint;
 pub mod filter_bits;
 pub mod filtered_read;
 pub mod logging;
@@ -54,3 +59,4 @@ pub mod schedule;
 pub mod store;
 pub mod subscription;
 pub mod timer;
+pub mod transaction;

@@ -168,7 +168,7 @@ impl ScheduleState {
 }
 
 /// Strips the store's checksum trailer and the scheduling properties: what the real topic gets.
-fn delivered_properties(props: &str) -> String {
+pub(crate) fn delivered_properties(props: &str) -> String {
     let mut out = String::with_capacity(props.len());
     for kv in properties::iter(props).flatten() {
         if kv.0 == REAL_TOPIC

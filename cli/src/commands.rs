@@ -144,6 +144,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Cmd::Dlq { cmd } => dlq(&mut c, cmd).await,
         Cmd::Plugin { cmd } => crate::plugin::run(&mut c, cmd).await,
+        Cmd::Txn { cmd } => crate::txn::run(&mut c, cmd).await,
         Cmd::Bench { cmd } => crate::bench::run(&cli.namesrv, cmd).await,
     }
 }

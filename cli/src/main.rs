@@ -6,6 +6,7 @@ mod commands;
 mod message;
 mod plugin;
 mod rpc;
+mod txn;
 
 use clap::{Parser, Subcommand};
 
@@ -39,10 +40,15 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: commands::DlqCmd,
     },
-    /// WebAssembly filter plugins: load, upgrade, unload, list, test, new.
+    /// WebAssembly plugins (filters, txn-checkers): load, upgrade, unload, list, test, new.
     Plugin {
         #[command(subcommand)]
         cmd: plugin::PluginCmd,
+    },
+    /// Transactions: pending half messages, txn-checker bindings, operator commit/rollback.
+    Txn {
+        #[command(subcommand)]
+        cmd: txn::TxnCmd,
     },
     /// Load generators printing msgs/s, MB/s and latency percentiles.
     Bench {

@@ -112,7 +112,7 @@ pub async fn run(c: &mut Cluster, cmd: PluginCmd) -> Result<()> {
                 }
                 println!("broker {b}");
                 println!(
-                    "{:<16} {:>3} {:<12} {:<7} {:<14} {:>10} {:>8} {:>9}  state",
+                    "{:<16} {:>3} {:<12} {:<11} {:<14} {:>10} {:>8} {:>9}  state",
                     "NAME", "VER", "SHA256", "KIND", "TYPES", "CALLS", "FAILURES", "NS/MSG"
                 );
                 for p in v.as_array().into_iter().flatten() {
@@ -131,7 +131,7 @@ pub async fn run(c: &mut Cluster, cmd: PluginCmd) -> Result<()> {
                         "active".to_string()
                     };
                     println!(
-                        "{:<16} {:>3} {:<12} {:<7} {:<14} {:>10} {:>8} {:>9}  {state}",
+                        "{:<16} {:>3} {:<12} {:<11} {:<14} {:>10} {:>8} {:>9}  {state}",
                         p["name"].as_str().unwrap_or(""),
                         p["version"],
                         &p["sha256"].as_str().unwrap_or("")

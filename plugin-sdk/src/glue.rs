@@ -1,10 +1,14 @@
-//! Building blocks of [`export_filter!`](crate::export_filter), public so that a plugin can
-//! implement the raw WIT interface ([`bindings`](crate::bindings)) itself and still reuse them.
+//! Building blocks of [`export_filter!`](crate::export_filter) and
+//! [`export_txn_checker!`](crate::export_txn_checker), public so that a plugin can implement
+//! the raw WIT interface ([`bindings`](crate::bindings),
+//! [`txn_checker_bindings`](crate::txn_checker_bindings)) itself and still reuse them.
 
 use crate::batch::{Batch, DecodeError, Message};
 use crate::bindings::wasmq::plugin::types as wit;
 use crate::bitset::MatchBits;
 use crate::filter::{CompileError, Compiled, Filter, Prefilter};
+use crate::txn::{CheckError, TxnChecker, TxnMeta, TxnVerdict};
+use crate::txn_checker_bindings::exports::wasmq::plugin::txn_checker as wit_txn;
 
 const INDEX_BITS: u32 = 20;
 const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
@@ -179,5 +183,77 @@ pub fn evaluate<F: Filter>(table: &HandleTable<F::Compiled>, handle: u32, batch:
     match evaluate_batch(batch, |message| F::matches(compiled, message)) {
         Ok(bits) => bits.into_bytes(),
         Err(_) => Vec::new(),
+    }
+}
+
+/// Decodes `batch` once and asks `check` about each message with its `meta` entry, in order:
+/// one verdict per message. Fails, with no partial result, when the batch is malformed or
+/// `meta` does not have exactly one entry per message.
+///
+/// `meta` may be SDK [`TxnMeta`]s or the WIT ones the raw interface receives.
+#[inline]
+pub fn check_batch<'a, M>(
+    batch: &'a [u8],
+    meta: &[M],
+    mut check: impl FnMut(&Message<'a>, TxnMeta) -> TxnVerdict,
+) -> Result<Vec<TxnVerdict>, CheckError>
+where
+    M: Copy + Into<TxnMeta>,
+{
+    let batch = Batch::new(batch)?;
+    let messages = batch.message_count();
+    if meta.len() != messages as usize {
+        return Err(CheckError::MetaLength {
+            messages,
+            meta: meta.len(),
+        });
+    }
+    let mut verdicts = Vec::with_capacity(meta.len());
+    let mut meta = meta.iter();
+    for message in batch {
+        let message = message?;
+        // `meta` has exactly `messages` entries and the batch yields at most that many.
+        let Some(&m) = meta.next() else {
+            break;
+        };
+        verdicts.push(check(&message, m.into()));
+    }
+    Ok(verdicts)
+}
+
+/// The WIT `check`: one verdict per message from `C::check`. Panics (a trap for the host,
+/// which counts the call as failed) when the batch is malformed or `meta` does not have one
+/// entry per message.
+pub fn check<C: TxnChecker>(batch: &[u8], meta: &[wit_txn::TxnMeta]) -> Vec<wit_txn::TxnVerdict> {
+    match check_batch(batch, meta, C::check) {
+        Ok(verdicts) => verdicts.into_iter().map(to_wit_verdict).collect(),
+        Err(error) => panic!("wasmq txn-checker: {error}"),
+    }
+}
+
+/// SDK verdict to WIT verdict.
+#[inline]
+pub fn to_wit_verdict(verdict: TxnVerdict) -> wit_txn::TxnVerdict {
+    match verdict {
+        TxnVerdict::Unknown => wit_txn::TxnVerdict::Unknown,
+        TxnVerdict::Commit => wit_txn::TxnVerdict::Commit,
+        TxnVerdict::Rollback => wit_txn::TxnVerdict::Rollback,
+    }
+}
+
+impl From<wit_txn::TxnMeta> for TxnMeta {
+    #[inline]
+    fn from(meta: wit_txn::TxnMeta) -> Self {
+        TxnMeta {
+            age_ms: meta.age_ms,
+            checks: meta.checks,
+        }
+    }
+}
+
+impl From<TxnVerdict> for wit_txn::TxnVerdict {
+    #[inline]
+    fn from(verdict: TxnVerdict) -> Self {
+        to_wit_verdict(verdict)
     }
 }

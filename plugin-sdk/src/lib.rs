@@ -2,15 +2,21 @@
 //!
 //! Write a wasmq message filter in a few lines: implement [`Filter`], call
 //! [`export_filter!`], build with `cargo build --release --target wasm32-wasip2`, and the
-//! `.wasm` in `target/wasm32-wasip2/release/` is a component the broker loads.
+//! `.wasm` in `target/wasm32-wasip2/release/` is a component the broker loads. A transaction
+//! check-back handler is the same with [`TxnChecker`] and [`export_txn_checker!`].
 //!
 //! What is here:
 //! - [`bindings`]: wit-bindgen bindings of `wit/plugin.wit` (package `wasmq:plugin@0.1.0`,
 //!   world `filter-plugin`), with the raw export macro [`export_filter_world!`] for plugins
 //!   that implement the WIT interface themselves.
+//! - [`txn_checker_bindings`]: the same for world `txn-checker-plugin`, with the raw export
+//!   macro [`export_txn_checker_world!`].
 //! - [`Filter`], [`Compiled`], [`Prefilter`], [`CompileError`] and [`export_filter!`]: the
 //!   easy way. The macro answers `abi-version` with [`ABI_VERSION`], keeps compiled
 //!   expressions in a handle table, decodes each batch once and returns the match bits.
+//! - [`TxnChecker`], [`TxnMeta`], [`TxnVerdict`] and [`export_txn_checker!`]: the easy way
+//!   for transaction checkers. The macro answers `abi-version` with [`ABI_VERSION`], decodes
+//!   each batch once and returns one verdict per message.
 //! - [`Batch`] and [`Message`]: a zero-copy, bounds-checked decoder of the batch encoding.
 //!   It runs natively too, so filters can be unit-tested with `cargo test`.
 //! - [`BatchBuilder`], [`MessageSpec`], [`encode_batch`]: an encoder for tests.
@@ -105,10 +111,66 @@
 //! Testing it natively: build a batch with [`BatchBuilder`], decode it with [`Batch`] and
 //! call `Region::matches` on each message (or [`glue::evaluate_batch`]).
 //!
+//! ## A complete transaction checker
+//!
+//! When the broker finds a half message (sent by a transactional producer, neither committed
+//! nor rolled back yet) due for a check, it asks the operator's checker plugin first and the
+//! producer group only when the plugin answers [`TxnVerdict::Unknown`]. This one commits
+//! half messages whose `order_paid` property is `true` and rolls back the others once they
+//! are older than a configurable `max_age_ms`:
+//!
+//! ```rust,ignore
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use wasmq_plugin_sdk::{Message, TxnChecker, TxnMeta, TxnVerdict};
+//!
+//! static MAX_AGE_MS: AtomicU64 = AtomicU64::new(30_000);
+//!
+//! pub struct PaidOrders;
+//!
+//! impl TxnChecker for PaidOrders {
+//!     fn configure(config: &[(String, String)]) -> Result<(), String> {
+//!         for (key, value) in config {
+//!             match key.as_str() {
+//!                 "max_age_ms" => match value.parse() {
+//!                     Ok(ms) => MAX_AGE_MS.store(ms, Ordering::Relaxed),
+//!                     Err(_) => return Err(format!("max_age_ms: not a number: {value}")),
+//!                 },
+//!                 _ => return Err(format!("unknown setting {key}")),
+//!             }
+//!         }
+//!         Ok(())
+//!     }
+//!
+//!     fn check(message: &Message<'_>, meta: TxnMeta) -> TxnVerdict {
+//!         if message.property("order_paid") == Some("true") {
+//!             TxnVerdict::Commit
+//!         } else if meta.age_ms >= MAX_AGE_MS.load(Ordering::Relaxed) {
+//!             TxnVerdict::Rollback
+//!         } else {
+//!             TxnVerdict::Unknown // ask the producer
+//!         }
+//!     }
+//! }
+//!
+//! wasmq_plugin_sdk::export_txn_checker!(PaidOrders);
+//! ```
+//!
+//! The `Cargo.toml` is the filter's. The component exports `wasmq:plugin/txn-checker`
+//! only: each export macro brings in the description of its own world, so a crate exports the
+//! world of the macro it calls (call one of them per crate). Testing natively: encode the
+//! half messages with [`encode_batch`] and run [`glue::check_batch`] with `PaidOrders::check`,
+//! or call `PaidOrders::check` on each decoded [`Message`].
+//!
+//! What a checker sees: each message's topic is its real topic (where a commit writes it),
+//! its properties are the producer's (`PGROUP`, `UNIQ_KEY`, `KEYS`, `TAGS`, user properties),
+//! its body is included, its queue offset is the half message's offset in the half topic and
+//! its store timestamp is when the half message was stored. [`TxnMeta`] adds its age and how
+//! many checks came before; plugins have no clock of their own.
+//!
 //! ## Batch encoding v1
 //!
-//! `evaluate` receives the messages of one batch as a single `list<u8>`. All integers are
-//! little-endian; lengths are byte counts.
+//! `evaluate` (and a checker's `check`) receives the messages of one batch as a single
+//! `list<u8>`. All integers are little-endian; lengths are byte counts.
 //!
 //! ```text
 //! batch   := count:u32  message{count}
@@ -149,16 +211,29 @@
 //! A batch is malformed when any length runs past the buffer or past its message, when
 //! `count` messages cannot fit, when a topic is not UTF-8, or when bytes follow the last
 //! message. The decoder reports an error for it and `export_filter!`
-//! answers an empty list, which the host counts as a bad result.
+//! answers an empty list, which the host counts as a bad result; `export_txn_checker!` traps,
+//! as it does when `meta` does not have one entry per message.
 //!
-//! The result is `ceil(count / 8)` bytes: bit i is byte `i / 8`, bit `i % 8`, least
-//! significant bit first, set when message i matches.
+//! The result of `evaluate` is `ceil(count / 8)` bytes: bit i is byte `i / 8`, bit `i % 8`,
+//! least significant bit first, set when message i matches. The result of `check` is one
+//! verdict per message, in batch order.
 //!
 //! ## ABI
 //!
 //! [`ABI_VERSION`] is `1000 * major + minor` of the WIT package, 1 for `0.1`. Minor versions
 //! may only add (reserved bytes at the end of a message, functions); a major change is a new
-//! contract the broker refuses to load with an old plugin.
+//! contract the broker refuses to load with an old plugin. Filters and transaction checkers
+//! share the package, so they share the ABI.
+//!
+//! ## One world per plugin
+//!
+//! The SDK holds the bindings of both worlds, yet a plugin exports only the world of the
+//! export macro it calls. wit-bindgen (with `pub_export_macro`) describes each world's
+//! exports in a `component-type` custom section that is emitted where the export macro
+//! expands, in the plugin crate; what the SDK itself links in describes no exports. A filter
+//! built with this SDK exports `wasmq:plugin/filter@0.1.0` alone, a checker
+//! `wasmq:plugin/txn-checker@0.1.0` alone. Calling both macros in one crate would make a
+//! component exporting both interfaces.
 
 mod batch;
 mod bitset;
@@ -166,6 +241,7 @@ mod encode;
 mod filter;
 pub mod glue;
 mod hash;
+mod txn;
 
 pub use batch::{
     Batch, DecodeError, DecodeErrorKind, Message, Properties, KEY_SEPARATOR, MIN_MESSAGE_LEN,
@@ -175,6 +251,7 @@ pub use bitset::{bitset_len, MatchBits};
 pub use encode::{encode_batch, encode_properties, BatchBuilder, MessageSpec};
 pub use filter::{CompileError, Compiled, Filter, Prefilter};
 pub use hash::java_string_hash;
+pub use txn::{CheckError, TxnChecker, TxnMeta, TxnVerdict};
 
 /// The raw export macro of [`bindings`]: exports a type implementing
 /// [`bindings::exports::wasmq::plugin::filter::Guest`]. Call it as
@@ -182,6 +259,12 @@ pub use hash::java_string_hash;
 /// `#[cfg(target_arch = "wasm32")]`: the symbol names it exports
 /// (`wasmq:plugin/filter@0.1.0#...`) do not link into a native cdylib.
 pub use bindings::export_filter_world;
+
+/// The raw export macro of [`txn_checker_bindings`]: exports a type implementing
+/// [`txn_checker_bindings::exports::wasmq::plugin::txn_checker::Guest`]. Call it as
+/// `export_txn_checker_world!(MyType with_types_in wasmq_plugin_sdk::txn_checker_bindings)`,
+/// under `#[cfg(target_arch = "wasm32")]` (as for [`export_filter_world!`]).
+pub use txn_checker_bindings::export_txn_checker_world;
 
 /// The ABI this SDK implements: `1000 * major + minor` of `wasmq:plugin` (0.1 -> 1).
 pub const ABI_VERSION: u32 = 1;
@@ -201,6 +284,24 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export_filter_world",
         default_bindings_module: "wasmq_plugin_sdk::bindings",
+    });
+}
+
+/// wit-bindgen bindings of world `wasmq:plugin/txn-checker-plugin@0.1.0`.
+///
+/// To implement the interface by hand, implement
+/// [`exports::wasmq::plugin::txn_checker::Guest`](txn_checker_bindings::exports::wasmq::plugin::txn_checker::Guest)
+/// on a type and export it with
+/// `wasmq_plugin_sdk::export_txn_checker_world!(MyType with_types_in wasmq_plugin_sdk::txn_checker_bindings);`
+/// ([`glue::check_batch`] and [`glue::check`] are what `export_txn_checker!` is made of).
+#[allow(missing_docs)]
+pub mod txn_checker_bindings {
+    wit_bindgen::generate!({
+        world: "txn-checker-plugin",
+        path: "wit",
+        pub_export_macro: true,
+        export_macro_name: "export_txn_checker_world",
+        default_bindings_module: "wasmq_plugin_sdk::txn_checker_bindings",
     });
 }
 
@@ -273,6 +374,62 @@ macro_rules! export_filter {
             // break the linker's version script when the crate is also built as a cdylib for tests.
             #[cfg(target_arch = "wasm32")]
             $crate::bindings::export_filter_world!(__WasmqFilterExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// Exports a [`TxnChecker`] as the component's `wasmq:plugin/txn-checker` interface.
+///
+/// Use it once per plugin crate, at the crate root:
+/// `wasmq_plugin_sdk::export_txn_checker!(MyChecker);`
+///
+/// The generated exports: `abi-version` returns [`ABI_VERSION`]; `configure` forwards to
+/// [`TxnChecker::configure`]; `check` decodes the batch once and calls [`TxnChecker::check`]
+/// per message with its meta entry, returning one verdict per message
+/// ([`glue::check`]). A malformed batch, or a `meta` list whose length is not the batch's
+/// message count, traps: the host counts the call as failed.
+///
+/// The export symbols are emitted for `target_arch = "wasm32"` only, so the same crate also
+/// builds natively (as a cdylib and rlib too) for unit tests.
+#[macro_export]
+macro_rules! export_txn_checker {
+    ($checker:ty) => {
+        const _: () = {
+            #[allow(dead_code)] // natively nothing refers to it (see below)
+            struct __WasmqTxnCheckerExport;
+
+            impl $crate::txn_checker_bindings::exports::wasmq::plugin::txn_checker::Guest
+                for __WasmqTxnCheckerExport
+            {
+                fn abi_version() -> u32 {
+                    $crate::ABI_VERSION
+                }
+
+                fn configure(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    <$checker as $crate::TxnChecker>::configure(&config)
+                }
+
+                fn check(
+                    batch: ::std::vec::Vec<u8>,
+                    meta: ::std::vec::Vec<
+                        $crate::txn_checker_bindings::exports::wasmq::plugin::txn_checker::TxnMeta,
+                    >,
+                ) -> ::std::vec::Vec<
+                    $crate::txn_checker_bindings::exports::wasmq::plugin::txn_checker::TxnVerdict,
+                > {
+                    $crate::glue::check::<$checker>(&batch, &meta)
+                }
+            }
+
+            // Export symbols only for wasm: natively their names
+            // (`wasmq:plugin/txn-checker@0.1.0#...`) break the linker's version script when
+            // the crate is also built as a cdylib for tests.
+            #[cfg(target_arch = "wasm32")]
+            $crate::txn_checker_bindings::export_txn_checker_world!(
+                __WasmqTxnCheckerExport with_types_in $crate::txn_checker_bindings
+            );
         };
     };
 }

@@ -22,23 +22,54 @@ pub struct BrokerProc {
     pub store_dir: PathBuf,
     pub log: PathBuf,
     extra: Vec<String>,
+    /// Environment of the next (re)start, e.g. `WASMQ_FAILPOINT`.
+    pub env: Vec<(String, String)>,
 }
 
 impl BrokerProc {
     /// Starts a broker with an embedded NameServer; `extra` are more flags (e.g. `--flush sync`).
     pub fn start(store_dir: &Path, extra: &[&str]) -> BrokerProc {
-        let broker: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let namesrv: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut p = BrokerProc {
+        Self::start_env(store_dir, extra, &[])
+    }
+
+    /// As [`start`](Self::start), with environment variables for this first start.
+    pub fn start_env(store_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> BrokerProc {
+        let mut p = Self::start_stopped(store_dir, extra);
+        p.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        p.spawn();
+        p
+    }
+
+    fn start_stopped(store_dir: &Path, extra: &[&str]) -> BrokerProc {
+        BrokerProc {
             child: None,
-            broker,
-            namesrv,
+            broker: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+            namesrv: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             store_dir: store_dir.to_path_buf(),
             log: store_dir.with_extension("log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        p.spawn();
-        p
+            env: Vec::new(),
+        }
+    }
+
+    /// Waits (bounded) for the process to exit by itself, e.g. at a crash point. Returns
+    /// whether it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while let Some(c) = self.child.as_mut() {
+            if let Ok(Some(_)) = c.try_wait() {
+                self.child = None;
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
     }
 
     fn spawn(&mut self) {
@@ -54,6 +85,7 @@ impl BrokerProc {
             .arg(&self.store_dir)
             .args(["--segment-size", "8388608"])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -7,16 +7,16 @@
 //! applies the plugin's [`FailurePolicy`](super::FailurePolicy).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::Store;
 
 use super::batch::BatchEncoder;
 use super::engine::PluginEngine;
+use super::guest::{self, trap_reason, GuestState, Stats};
 use super::limits::PluginLimits;
 use super::{PluginError, ABI_VERSION};
 
@@ -69,35 +69,11 @@ pub enum EvalError {
 /// Compile results: type -> expression -> result.
 type CompileCache = HashMap<String, HashMap<String, Result<Compiled, EvalError>>>;
 
-pub struct GuestState {
-    limits: StoreLimits,
-}
-
 struct Warm {
     store: Store<GuestState>,
     bindings: wit::FilterPlugin,
     /// Handles by expression type, then expression (looked up without allocating).
     handles: HashMap<String, HashMap<String, u32>>,
-}
-
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub calls: AtomicU64,
-    pub messages: AtomicU64,
-    pub nanos: AtomicU64,
-    pub failures: AtomicU64,
-    consecutive: AtomicU32,
-    quarantined: AtomicBool,
-    last_error: Mutex<Option<String>>,
-}
-
-impl Stats {
-    pub fn quarantined(&self) -> bool {
-        self.quarantined.load(Ordering::Relaxed)
-    }
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().clone()
-    }
 }
 
 pub struct LoadedFilter {
@@ -120,18 +96,6 @@ pub struct LoadedFilter {
     compiled: Mutex<CompileCache>,
 }
 
-fn trap_reason(e: &wasmtime::Error) -> String {
-    if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
-        match t {
-            wasmtime::Trap::Interrupt => "deadline exceeded (interrupted)".to_string(),
-            wasmtime::Trap::StackOverflow => "stack overflow".to_string(),
-            other => format!("trap: {other}"),
-        }
-    } else {
-        format!("{e:#}")
-    }
-}
-
 impl LoadedFilter {
     /// Validates and activates a module: header, exports, ABI version, config, self-test.
     pub fn load(
@@ -141,26 +105,30 @@ impl LoadedFilter {
         wasm: &[u8],
         config: Vec<(String, String)>,
     ) -> Result<Arc<LoadedFilter>, PluginError> {
-        super::engine::check_header(wasm)?;
-        let sha256 = super::engine::sha256_hex(wasm);
+        let c = super::registry::Module::compile(engine, wasm)?;
+        Self::from_module(engine, name, version, &c, config)
+    }
+
+    /// As [`load`](Self::load), from a module already compiled.
+    pub fn from_module(
+        engine: &PluginEngine,
+        name: &str,
+        version: u64,
+        module: &super::registry::Module,
+        config: Vec<(String, String)>,
+    ) -> Result<Arc<LoadedFilter>, PluginError> {
         let (limits, plugin_config) = PluginLimits::from_config(&config)?;
-        let component = engine.compile(&sha256, wasm)?;
-        check_exports(engine, &component)?;
-        let mut linker: Linker<GuestState> = Linker::new(engine.engine());
-        // No WASI is granted: whatever the guest imports (its std's wasi:* calls) traps.
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| PluginError::Invalid(format!("cannot link: {e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::Invalid(format!("cannot link: {e:#}")))?;
+        let component = &module.component;
+        let sha256 = module.sha256.clone();
+        guest::check_export(&module.exports, FILTER_EXPORT)?;
+        let pre = guest::link(engine, component)?;
         let pre = wit::FilterPluginPre::new(pre)
             .map_err(|e| PluginError::Invalid(format!("does not export {FILTER_EXPORT}: {e:#}")))?;
         let mut f = LoadedFilter {
             name: name.to_string(),
             version,
             sha256,
-            size: wasm.len(),
+            size: module.size,
             expression_types: Vec::new(),
             config,
             ticks: PluginEngine::ticks(limits.deadline_ms),
@@ -261,17 +229,7 @@ impl LoadedFilter {
     }
 
     fn instantiate(&self) -> Result<Warm, EvalError> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .instances(8)
-            .tables(8)
-            .memories(4)
-            .trap_on_grow_failure(true)
-            .build();
-        let mut store = Store::new(self.pre.engine(), GuestState { limits });
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.ticks);
-        store.epoch_deadline_trap();
+        let mut store = guest::new_store(self.pre.engine(), &self.limits, self.ticks);
         let bindings = self
             .pre
             .instantiate(&mut store)
@@ -319,17 +277,12 @@ impl LoadedFilter {
         let EvalError::Failed { reason, .. } = e else {
             return;
         };
-        self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        *self.stats.last_error.lock() = Some(reason.clone());
-        let n = self.stats.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.limits.quarantine_after
-            && !self.stats.quarantined.swap(true, Ordering::Relaxed)
-        {
-            tracing::error!(plugin = %self.name, version = self.version, failures = n, last = %reason,
-                "plugin quarantined after repeated failures: its policy now decides every batch; upgrade or reload it");
-        } else {
-            tracing::warn!(plugin = %self.name, version = self.version, %reason, "plugin call failed");
-        }
+        self.stats.failure(
+            &self.name,
+            self.version,
+            self.limits.quarantine_after,
+            reason,
+        );
     }
 
     /// [`compile`](Self::compile) once per type and expression; later calls answer from a cache.
@@ -458,12 +411,7 @@ impl LoadedFilter {
         });
         match r {
             Ok(bits) => {
-                let s = &self.stats;
-                s.calls.fetch_add(1, Ordering::Relaxed);
-                s.messages.fetch_add(n as u64, Ordering::Relaxed);
-                s.nanos
-                    .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                s.consecutive.store(0, Ordering::Relaxed);
+                self.stats.success(n, start.elapsed().as_nanos() as u64);
                 self.give_back(w);
                 Ok(bits)
             }
@@ -478,28 +426,4 @@ impl LoadedFilter {
             }
         }
     }
-}
-
-fn check_exports(engine: &PluginEngine, c: &Component) -> Result<(), PluginError> {
-    let ty = c.component_type();
-    let names: Vec<String> = ty
-        .exports(engine.engine())
-        .map(|(n, _)| n.to_string())
-        .collect();
-    if names.iter().any(|n| n == FILTER_EXPORT) {
-        return Ok(());
-    }
-    if let Some(other) = names.iter().find(|n| n.starts_with("wasmq:plugin/filter@")) {
-        return Err(PluginError::Invalid(format!(
-            "exports {other}, this broker speaks {FILTER_EXPORT}: rebuild it with a matching wasmq-plugin-sdk"
-        )));
-    }
-    Err(PluginError::Invalid(format!(
-        "does not export {FILTER_EXPORT} (it exports: {})",
-        if names.is_empty() {
-            "nothing".to_string()
-        } else {
-            names.join(", ")
-        }
-    )))
 }

@@ -4,7 +4,9 @@
 use super::PluginError;
 
 /// What happens to a batch when the plugin fails on it (trap, timeout, bad output) or is
-/// quarantined.
+/// quarantined. Transaction checkers read the same three choices as `commit` (= deliver),
+/// `rollback` (= skip) and `unknown` (= hold: ask the producer and check again later); either
+/// spelling is accepted for either kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailurePolicy {
@@ -21,11 +23,11 @@ impl std::str::FromStr for FailurePolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "deliver" => Ok(FailurePolicy::Deliver),
-            "skip" => Ok(FailurePolicy::Skip),
-            "hold" => Ok(FailurePolicy::Hold),
+            "deliver" | "commit" => Ok(FailurePolicy::Deliver),
+            "skip" | "rollback" => Ok(FailurePolicy::Skip),
+            "hold" | "unknown" => Ok(FailurePolicy::Hold),
             _ => Err(format!(
-                "{s:?} is not a failure policy (deliver, skip, hold)"
+                "{s:?} is not a failure policy (deliver, skip, hold; for transaction checkers also commit, rollback, unknown)"
             )),
         }
     }

@@ -6,21 +6,28 @@
 //! | [`limits`] | per-plugin limits and failure policy, parsed from the operator's `wasmq.*` keys |
 //! | [`engine`] | the wasmtime engine: epoch ticker for deadlines, compiled-artifact cache |
 //! | [`batch`] | the batch encoding messages cross the boundary in (one buffer per call) |
+//! | [`guest`] | what every plugin kind shares: store limits, linking without WASI, stats, quarantine |
 //! | [`filter`] | one loaded filter version: warm instances, typed calls, failure accounting |
+//! | [`txn_checker`] | one loaded transaction check-back handler version |
+//! | [`bindings`] | which plugin serves which topic for a per-topic kind (txn-checker, ...); persisted |
 //! | [`registry`] | names and expression types to versions; load / upgrade / unload; persisted |
 //!
 //! The contract is `plugin-sdk/wit/plugin.wit`; the guest side is the `wasmq-plugin-sdk` crate.
 
 pub mod batch;
+pub mod bindings;
 pub mod engine;
 pub mod filter;
+pub mod guest;
 pub mod limits;
 pub mod registry;
 pub mod shipped;
+pub mod txn_checker;
 
 pub use filter::{Compiled, EvalError, LoadedFilter, Prefilter};
 pub use limits::{FailurePolicy, PluginLimits};
-pub use registry::{PluginInfo, Registry};
+pub use registry::{Loaded, PluginInfo, PluginKind, Registry};
+pub use txn_checker::{LoadedChecker, TxnMeta, TxnVerdict};
 
 /// ABI major this host speaks (the WIT package version 0.1 -> 1).
 pub const ABI_VERSION: u32 = 1;
@@ -37,7 +44,7 @@ pub enum PluginError {
     Invalid(String),
     #[error("invalid plugin config: {0}")]
     Config(String),
-    #[error("plugin {name:?} serves expression types in use by subscriptions ({users}); use --force to unload anyway")]
+    #[error("plugin {name:?} is in use ({users}); use --force to unload anyway")]
     InUse { name: String, users: String },
     #[error("expression type {ty} is already served by plugin {name:?}")]
     TypeTaken { ty: String, name: String },

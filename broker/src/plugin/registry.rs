@@ -13,9 +13,167 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
+use super::bindings::Bindings;
 use super::engine::PluginEngine;
-use super::filter::LoadedFilter;
+use super::filter::{LoadedFilter, FILTER_EXPORT};
+use super::guest::Stats;
+use super::txn_checker::{LoadedChecker, TXN_CHECKER_EXPORT};
 use super::PluginError;
+
+/// A module compiled (or taken from the compile cache) and its exports, before it is
+/// activated as one kind of plugin.
+pub struct Module {
+    pub sha256: String,
+    pub size: usize,
+    pub component: wasmtime::component::Component,
+    pub exports: Vec<String>,
+}
+
+impl Module {
+    /// Checks the header and compiles (cached by content hash).
+    pub fn compile(engine: &PluginEngine, wasm: &[u8]) -> Result<Module, PluginError> {
+        super::engine::check_header(wasm)?;
+        let sha256 = super::engine::sha256_hex(wasm);
+        let component = engine.compile(&sha256, wasm)?;
+        let exports = super::guest::exports(engine, &component);
+        Ok(Module {
+            sha256,
+            size: wasm.len(),
+            component,
+            exports,
+        })
+    }
+
+    /// The kind of plugin the module is, from its exports.
+    pub fn kind(&self) -> Result<PluginKind, PluginError> {
+        let has = |export: &str| {
+            let family = export.split('@').next().unwrap_or(export);
+            self.exports
+                .iter()
+                .any(|n| n.split('@').next() == Some(family))
+        };
+        if has(FILTER_EXPORT) {
+            Ok(PluginKind::Filter)
+        } else if has(TXN_CHECKER_EXPORT) {
+            Ok(PluginKind::TxnChecker)
+        } else {
+            Err(PluginError::Invalid(format!(
+                "exports neither {FILTER_EXPORT} nor {TXN_CHECKER_EXPORT} (it exports: {})",
+                if self.exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    self.exports.join(", ")
+                }
+            )))
+        }
+    }
+}
+
+/// The kinds of plugin, by the WIT world they implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    Filter,
+    TxnChecker,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Filter => "filter",
+            PluginKind::TxnChecker => "txn-checker",
+        }
+    }
+}
+
+impl std::str::FromStr for PluginKind {
+    type Err = PluginError;
+    fn from_str(s: &str) -> Result<Self, PluginError> {
+        match s {
+            "filter" => Ok(PluginKind::Filter),
+            "txn-checker" => Ok(PluginKind::TxnChecker),
+            _ => Err(PluginError::Invalid(format!(
+                "unknown plugin kind {s:?} (filter, txn-checker)"
+            ))),
+        }
+    }
+}
+
+/// One active plugin version of any kind.
+#[derive(Clone)]
+pub enum Loaded {
+    Filter(Arc<LoadedFilter>),
+    TxnChecker(Arc<LoadedChecker>),
+}
+
+impl Loaded {
+    fn activate(
+        engine: &PluginEngine,
+        name: &str,
+        version: u64,
+        wasm: &[u8],
+        config: Vec<(String, String)>,
+    ) -> Result<Loaded, PluginError> {
+        let m = Module::compile(engine, wasm)?;
+        Ok(match m.kind()? {
+            PluginKind::Filter => Loaded::Filter(LoadedFilter::from_module(
+                engine, name, version, &m, config,
+            )?),
+            PluginKind::TxnChecker => Loaded::TxnChecker(LoadedChecker::from_module(
+                engine, name, version, &m, config,
+            )?),
+        })
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        match self {
+            Loaded::Filter(_) => PluginKind::Filter,
+            Loaded::TxnChecker(_) => PluginKind::TxnChecker,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Loaded::Filter(f) => &f.name,
+            Loaded::TxnChecker(c) => &c.name,
+        }
+    }
+
+    fn version(&self) -> u64 {
+        match self {
+            Loaded::Filter(f) => f.version,
+            Loaded::TxnChecker(c) => c.version,
+        }
+    }
+
+    fn sha256(&self) -> &str {
+        match self {
+            Loaded::Filter(f) => &f.sha256,
+            Loaded::TxnChecker(c) => &c.sha256,
+        }
+    }
+
+    fn config(&self) -> &[(String, String)] {
+        match self {
+            Loaded::Filter(f) => &f.config,
+            Loaded::TxnChecker(c) => &c.config,
+        }
+    }
+
+    fn expression_types(&self) -> &[String] {
+        match self {
+            Loaded::Filter(f) => &f.expression_types,
+            Loaded::TxnChecker(_) => &[],
+        }
+    }
+
+    fn retire(&self) {
+        match self {
+            Loaded::Filter(f) => f.retire(),
+            Loaded::TxnChecker(c) => c.retire(),
+        }
+    }
+}
 
 /// Largest module accepted by default.
 pub const DEFAULT_MAX_MODULE_BYTES: usize = 16 << 20;
@@ -49,18 +207,27 @@ pub struct PluginInfo {
 }
 
 impl PluginInfo {
-    fn of(f: &LoadedFilter) -> PluginInfo {
-        let s = &f.stats;
+    fn of(p: &Loaded) -> PluginInfo {
+        let (s, size, limits): (&Stats, usize, &super::PluginLimits) = match p {
+            Loaded::Filter(f) => (&f.stats, f.size, &f.limits),
+            Loaded::TxnChecker(c) => (&c.stats, c.size, &c.limits),
+        };
         let messages = s.messages.load(Ordering::Relaxed);
+        let on_failure = match (p.kind(), limits.on_failure) {
+            (PluginKind::TxnChecker, super::FailurePolicy::Deliver) => "commit".to_string(),
+            (PluginKind::TxnChecker, super::FailurePolicy::Skip) => "rollback".to_string(),
+            (PluginKind::TxnChecker, super::FailurePolicy::Hold) => "unknown".to_string(),
+            (_, policy) => format!("{policy:?}").to_lowercase(),
+        };
         PluginInfo {
-            name: f.name.clone(),
-            version: f.version,
-            sha256: f.sha256.clone(),
-            size: f.size,
-            kind: "filter".into(),
-            expression_types: f.expression_types.clone(),
-            config: f.config.clone(),
-            on_failure: format!("{:?}", f.limits.on_failure).to_lowercase(),
+            name: p.name().to_string(),
+            version: p.version(),
+            sha256: p.sha256().to_string(),
+            size,
+            kind: p.kind().as_str().into(),
+            expression_types: p.expression_types().to_vec(),
+            config: p.config().to_vec(),
+            on_failure,
             calls: s.calls.load(Ordering::Relaxed),
             messages,
             failures: s.failures.load(Ordering::Relaxed),
@@ -73,17 +240,19 @@ impl PluginInfo {
 
 #[derive(Default)]
 struct State {
-    by_name: BTreeMap<String, Arc<LoadedFilter>>,
+    by_name: BTreeMap<String, Loaded>,
     by_type: HashMap<String, Arc<LoadedFilter>>,
 }
 
 impl State {
-    fn insert(&mut self, f: Arc<LoadedFilter>) -> Option<Arc<LoadedFilter>> {
-        self.by_type.retain(|_, v| v.name != f.name);
-        for t in &f.expression_types {
-            self.by_type.insert(t.clone(), f.clone());
+    fn insert(&mut self, p: Loaded) -> Option<Loaded> {
+        self.by_type.retain(|_, v| v.name != p.name());
+        if let Loaded::Filter(f) = &p {
+            for t in &f.expression_types {
+                self.by_type.insert(t.clone(), f.clone());
+            }
         }
-        self.by_name.insert(f.name.clone(), f)
+        self.by_name.insert(p.name().to_string(), p)
     }
 
     fn conflict(&self, name: &str, types: &[String]) -> Result<(), PluginError> {
@@ -104,7 +273,9 @@ pub struct Registry {
     dir: Option<PathBuf>,
     max_module_bytes: usize,
     state: RwLock<State>,
-    /// Serialises load / upgrade / unload and the registry file.
+    /// Which plugin serves which topic, for the kinds bound per topic.
+    bindings: Bindings,
+    /// Serialises load / upgrade / unload / bind and the registry files.
     admin: Mutex<()>,
 }
 
@@ -141,6 +312,7 @@ impl Registry {
             dir: dir.map(Path::to_path_buf),
             max_module_bytes,
             state: RwLock::new(State::default()),
+            bindings: Bindings::open(dir.map(|d| d.join("bindings.json")))?,
             admin: Mutex::new(()),
         };
         for e in r.read_entries()? {
@@ -152,12 +324,12 @@ impl Registry {
                         path.display()
                     )));
                 }
-                LoadedFilter::load(&r.engine, &e.name, e.version, &wasm, e.config.clone())
+                Loaded::activate(&r.engine, &e.name, e.version, &wasm, e.config.clone())
             });
             match loaded {
-                Ok(f) => {
-                    tracing::info!(plugin = %e.name, version = e.version, types = ?f.expression_types, "plugin restored");
-                    r.state.write().insert(f);
+                Ok(p) => {
+                    tracing::info!(plugin = %e.name, version = e.version, kind = p.kind().as_str(), types = ?p.expression_types(), "plugin restored");
+                    r.state.write().insert(p);
                 }
                 Err(err) => {
                     tracing::error!(plugin = %e.name, version = e.version, error = %err, "plugin from the registry cannot be restored; it stays listed on disk")
@@ -199,11 +371,11 @@ impl Registry {
             .read()
             .by_name
             .values()
-            .map(|f| Entry {
-                name: f.name.clone(),
-                version: f.version,
-                sha256: f.sha256.clone(),
-                config: f.config.clone(),
+            .map(|p| Entry {
+                name: p.name().to_string(),
+                version: p.version(),
+                sha256: p.sha256().to_string(),
+                config: p.config().to_vec(),
             })
             .collect();
         let bytes = serde_json::to_vec_pretty(&active).unwrap_or_default();
@@ -261,13 +433,13 @@ impl Registry {
         if self.state.read().by_name.contains_key(name) {
             return Err(PluginError::Exists(name.to_string()));
         }
-        let f = LoadedFilter::load(&self.engine, name, 1, wasm, config)?;
-        self.state.read().conflict(name, &f.expression_types)?;
-        self.store_module(&f.sha256, wasm)?;
-        self.state.write().insert(f.clone());
+        let p = Loaded::activate(&self.engine, name, 1, wasm, config)?;
+        self.state.read().conflict(name, p.expression_types())?;
+        self.store_module(p.sha256(), wasm)?;
+        self.state.write().insert(p.clone());
         self.persist()?;
-        tracing::info!(plugin = %name, version = 1, sha256 = %f.sha256, types = ?f.expression_types, "plugin loaded");
-        Ok(PluginInfo::of(&f))
+        tracing::info!(plugin = %name, version = 1, sha256 = %p.sha256(), kind = p.kind().as_str(), types = ?p.expression_types(), "plugin loaded");
+        Ok(PluginInfo::of(&p))
     }
 
     /// Replaces a plugin's active version. `config: None` keeps the current config.
@@ -286,15 +458,22 @@ impl Registry {
             .get(name)
             .cloned()
             .ok_or_else(|| PluginError::NotFound(name.to_string()))?;
-        let config = config.unwrap_or_else(|| old.config.clone());
-        let f = LoadedFilter::load(&self.engine, name, old.version + 1, wasm, config)?;
-        self.state.read().conflict(name, &f.expression_types)?;
-        self.store_module(&f.sha256, wasm)?;
-        self.state.write().insert(f.clone());
+        let config = config.unwrap_or_else(|| old.config().to_vec());
+        let p = Loaded::activate(&self.engine, name, old.version() + 1, wasm, config)?;
+        if p.kind() != old.kind() {
+            return Err(PluginError::Invalid(format!(
+                "plugin {name:?} is a {}, the new module is a {}: unload it and load the new one instead",
+                old.kind().as_str(),
+                p.kind().as_str()
+            )));
+        }
+        self.state.read().conflict(name, p.expression_types())?;
+        self.store_module(p.sha256(), wasm)?;
+        self.state.write().insert(p.clone());
         old.retire();
         self.persist()?;
-        tracing::info!(plugin = %name, version = f.version, sha256 = %f.sha256, "plugin upgraded");
-        Ok(PluginInfo::of(&f))
+        tracing::info!(plugin = %name, version = p.version(), sha256 = %p.sha256(), "plugin upgraded");
+        Ok(PluginInfo::of(&p))
     }
 
     /// Unloads a plugin. `users` names the subscriptions using the given expression types;
@@ -306,14 +485,20 @@ impl Registry {
         users: impl FnOnce(&[String]) -> Vec<String>,
     ) -> Result<(), PluginError> {
         let _g = self.admin.lock();
-        let f = self
+        let p = self
             .state
             .read()
             .by_name
             .get(name)
             .cloned()
             .ok_or_else(|| PluginError::NotFound(name.to_string()))?;
-        let using = users(&f.expression_types);
+        let mut using = users(p.expression_types());
+        using.extend(
+            self.bindings
+                .bound_to(name)
+                .into_iter()
+                .map(|(kind, topic)| format!("{} binding of topic {topic}", kind.as_str())),
+        );
         if !using.is_empty() && !force {
             return Err(PluginError::InUse {
                 name: name.to_string(),
@@ -325,7 +510,8 @@ impl Registry {
             s.by_name.remove(name);
             s.by_type.retain(|_, v| v.name != name);
         }
-        f.retire();
+        p.retire();
+        self.bindings.unbind_plugin(name)?;
         self.persist()?;
         tracing::info!(plugin = %name, forced = force, "plugin unloaded");
         Ok(())
@@ -347,8 +533,55 @@ impl Registry {
         self.state.read().by_type.get(ty).cloned()
     }
 
+    /// The active filter of this name.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedFilter>> {
-        self.state.read().by_name.get(name).cloned()
+        match self.state.read().by_name.get(name) {
+            Some(Loaded::Filter(f)) => Some(f.clone()),
+            _ => None,
+        }
+    }
+
+    /// The transaction checker bound to `topic` (or to every topic), if any.
+    pub fn txn_checker_for(&self, topic: &str) -> Option<Arc<LoadedChecker>> {
+        let name = self.bindings.resolve(PluginKind::TxnChecker, topic)?;
+        match self.state.read().by_name.get(&name) {
+            Some(Loaded::TxnChecker(c)) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    /// Binds plugin `name` (of `kind`) to `topic` (`*` for every topic without its own).
+    pub fn bind(&self, kind: PluginKind, topic: &str, name: &str) -> Result<(), PluginError> {
+        let _g = self.admin.lock();
+        match self.state.read().by_name.get(name) {
+            None => return Err(PluginError::NotFound(name.to_string())),
+            Some(p) if p.kind() != kind => {
+                return Err(PluginError::Invalid(format!(
+                    "plugin {name:?} is a {}, not a {}",
+                    p.kind().as_str(),
+                    kind.as_str()
+                )))
+            }
+            Some(_) => {}
+        }
+        self.bindings.bind(kind, topic, name)?;
+        tracing::info!(kind = kind.as_str(), topic, plugin = name, "plugin bound");
+        Ok(())
+    }
+
+    /// Removes the binding of `topic`; `false` when there was none.
+    pub fn unbind(&self, kind: PluginKind, topic: &str) -> Result<bool, PluginError> {
+        let _g = self.admin.lock();
+        let removed = self.bindings.unbind(kind, topic)?;
+        if removed {
+            tracing::info!(kind = kind.as_str(), topic, "plugin unbound");
+        }
+        Ok(removed)
+    }
+
+    /// Every binding: (kind, topic, plugin).
+    pub fn bindings(&self) -> Vec<(PluginKind, String, String)> {
+        self.bindings.list()
     }
 
     pub fn list(&self) -> Vec<PluginInfo> {
@@ -356,7 +589,7 @@ impl Registry {
             .read()
             .by_name
             .values()
-            .map(|f| PluginInfo::of(f))
+            .map(PluginInfo::of)
             .collect()
     }
 }

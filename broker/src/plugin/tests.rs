@@ -59,7 +59,7 @@ fn bad_modules_are_refused_and_the_active_version_stays() {
         (wasm("bad-abi"), "ABI version 9999"),
         (
             wasm("no-filter"),
-            "does not export wasmq:plugin/filter@0.1.0",
+            "exports neither wasmq:plugin/filter@0.1.0 nor wasmq:plugin/txn-checker@0.1.0",
         ),
         (
             {
@@ -76,6 +76,15 @@ fn bad_modules_are_refused_and_the_active_version_stays() {
         let e = r.load("other", &bytes, vec![]).unwrap_err().to_string();
         assert!(e.contains(want), "{want:?} not in {e:?}");
     }
+    // A filter cannot be upgraded into a checker.
+    let e = r
+        .upgrade("m", &wasm("txn-misbehave"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("is a filter, the new module is a txn-checker"),
+        "{e}"
+    );
     let small = Registry::open(None, 1000).unwrap();
     let e = small.load("m", &wasm("modulo"), vec![]).unwrap_err();
     assert!(e.to_string().contains("the limit is 1000"), "{e}");
@@ -219,4 +228,117 @@ fn repeated_failures_quarantine_the_plugin() {
     r.upgrade("bad", &wasm("misbehave"), None).unwrap();
     let f = r.for_type("MISBEHAVE").unwrap();
     assert!(f.evaluate("MISBEHAVE", "ok", &batch(3)).is_ok());
+}
+
+fn half(props: &str) -> (String, String) {
+    (props.to_string(), String::new())
+}
+
+fn check_batch(msgs: &[(String, String)]) -> BatchEncoder {
+    let mut e = BatchEncoder::new();
+    for (i, (props, body)) in msgs.iter().enumerate() {
+        e.push(i as i64, 0, b"Orders", props.as_bytes(), body.as_bytes());
+    }
+    e
+}
+
+#[test]
+fn txn_checkers_decide_batches_and_failures_are_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::open(Some(dir.path()), registry::DEFAULT_MAX_MODULE_BYTES).unwrap();
+    let e = r
+        .load(
+            "d",
+            &wasm("txn-deadline-checker"),
+            vec![kv("deadline_ms", "x")],
+        )
+        .unwrap_err();
+    assert!(matches!(e, PluginError::Config(_)), "{e}");
+    let info = r
+        .load(
+            "d",
+            &wasm("txn-deadline-checker"),
+            vec![kv("deadline_ms", "1000"), kv("commit_property", "PAID")],
+        )
+        .unwrap();
+    assert_eq!(info.kind, "txn-checker");
+    assert!(info.expression_types.is_empty());
+    assert!(r.get("d").is_none(), "not a filter");
+    r.bind(PluginKind::TxnChecker, "Orders", "d").unwrap();
+    assert!(r.bind(PluginKind::Filter, "Orders", "d").is_err());
+    let c = r.txn_checker_for("Orders").unwrap();
+    assert!(r.txn_checker_for("Other").is_none());
+    let msgs = [half("PAID\u{1}true\u{2}"), half(""), half("")];
+    let meta = [
+        TxnMeta {
+            age_ms: 0,
+            checks: 0,
+        },
+        TxnMeta {
+            age_ms: 10,
+            checks: 3,
+        },
+        TxnMeta {
+            age_ms: 1000,
+            checks: 1,
+        },
+    ];
+    let v = c.check(&check_batch(&msgs), &meta).unwrap();
+    assert_eq!(
+        v,
+        [
+            TxnVerdict::Commit,
+            TxnVerdict::Unknown,
+            TxnVerdict::Rollback
+        ]
+    );
+    // Unload is refused while bound; bindings and the checker survive a restart.
+    let e = r
+        .unload("d", false, |_| Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("txn-checker binding of topic Orders"), "{e}");
+    drop(c);
+    drop(r);
+    let r = Registry::open(Some(dir.path()), registry::DEFAULT_MAX_MODULE_BYTES).unwrap();
+    assert_eq!(r.txn_checker_for("Orders").unwrap().version, 1);
+    r.unload("d", true, |_| Vec::new()).unwrap();
+    assert!(r.bindings().is_empty());
+
+    // Misbehaving checkers: each failure is contained and counted, the next call works.
+    r.load(
+        "bad",
+        &wasm("txn-misbehave"),
+        vec![
+            kv("wasmq.deadline_ms", "50"),
+            kv("wasmq.quarantine_after", "100"),
+        ],
+    )
+    .unwrap();
+    r.bind(PluginKind::TxnChecker, "*", "bad").unwrap();
+    let c = r.txn_checker_for("Anything").unwrap();
+    for mode in ["trap", "loop", "grow", "bad-len"] {
+        let start = Instant::now();
+        let props = format!("TXN_TEST\u{1}{mode}\u{2}");
+        let err = c
+            .check(&check_batch(&[half(&props)]), &[TxnMeta::default()])
+            .unwrap_err();
+        assert!(matches!(err, EvalError::Failed { .. }), "{mode}: {err}");
+        assert!(start.elapsed() < Duration::from_secs(10), "{mode}");
+        let ok = c
+            .check(
+                &check_batch(&[half("TXN_TEST\u{1}commit\u{2}"), half("")]),
+                &[TxnMeta::default(); 2],
+            )
+            .unwrap();
+        assert_eq!(
+            ok,
+            [TxnVerdict::Commit, TxnVerdict::Unknown],
+            "after {mode}"
+        );
+    }
+    assert_eq!(
+        c.stats.failures.load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
 }

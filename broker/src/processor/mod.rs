@@ -3,11 +3,13 @@
 
 pub mod admin;
 pub mod consumer;
+pub mod end_transaction;
 pub mod plugin_admin;
 pub mod pull;
 pub mod query;
 pub mod send;
 pub mod send_back;
+pub mod txn_admin;
 
 use crate::protocol::{response, RemotingCommand};
 

@@ -18,6 +18,19 @@ pub fn handle(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         request::PLUGIN_UNLOAD => unload(b, req),
         request::PLUGIN_LIST => json(req, &b.plugins.list()),
         request::PLUGIN_TEST => test(b, req),
+        request::PLUGIN_BIND | request::PLUGIN_UNBIND => bind(b, req),
+        request::PLUGIN_BINDINGS => json(
+            req,
+            &b.plugins
+                .bindings()
+                .into_iter()
+                .map(|(kind, topic, plugin)| Binding {
+                    kind: kind.as_str().to_string(),
+                    topic,
+                    plugin,
+                })
+                .collect::<Vec<_>>(),
+        ),
         _ => RemotingCommand::not_supported(req),
     }
 }
@@ -55,6 +68,50 @@ fn load(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     };
     match r {
         Ok(info) => json(req, &info),
+        Err(e) => failed(req, e),
+    }
+}
+
+/// One binding as `wasmq txn bindings` shows it.
+#[derive(Debug, Serialize)]
+struct Binding {
+    kind: String,
+    topic: String,
+    plugin: String,
+}
+
+fn bind(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
+    let e = &req.ext_fields;
+    let (Some(kind), Some(topic)) = (e.get("kind"), e.get("topic")) else {
+        return reply(req, response::SYSTEM_ERROR, "kind and topic are required");
+    };
+    let kind: crate::plugin::PluginKind = match kind.parse() {
+        Ok(k) => k,
+        Err(e) => return failed(req, e),
+    };
+    if kind == crate::plugin::PluginKind::Filter {
+        return reply(
+            req,
+            response::SYSTEM_ERROR,
+            "filters are chosen by the consumer's expression type, not bound to topics",
+        );
+    }
+    if req.code == request::PLUGIN_UNBIND {
+        return match b.plugins.unbind(kind, topic) {
+            Ok(true) => RemotingCommand::response_to(req, response::SUCCESS, None),
+            Ok(false) => reply(
+                req,
+                response::SYSTEM_ERROR,
+                format!("topic {topic} has no {} binding", kind.as_str()),
+            ),
+            Err(e) => failed(req, e),
+        };
+    }
+    let Some(name) = e.get("name") else {
+        return reply(req, response::SYSTEM_ERROR, "name is required");
+    };
+    match b.plugins.bind(kind, topic, name) {
+        Ok(()) => RemotingCommand::response_to(req, response::SUCCESS, None),
         Err(e) => failed(req, e),
     }
 }

@@ -32,14 +32,12 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
         Ok(t) => t,
         Err((code, remark)) => return reply(req, code, remark),
     };
-    if h.sys_flag & SYSFLAG_TXN_MASK == SYSFLAG_TXN_PREPARED {
+    let prepared = h.sys_flag & SYSFLAG_TXN_MASK == SYSFLAG_TXN_PREPARED;
+    if prepared && h.batch {
         return reply(
             req,
-            response::NO_PERMISSION,
-            format!(
-                "the broker[{}] sending transaction message is forbidden: transactional messages are not supported yet",
-                b.config.broker_name
-            ),
+            response::MESSAGE_ILLEGAL,
+            "transactional messages cannot be sent in a batch",
         );
     }
     let queues = topic.write_queue_nums as i32;
@@ -70,7 +68,10 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
         body: &req.body,
         properties: h.properties,
     };
-    let result = if h.batch {
+    let result = if prepared {
+        // Half message: stored invisibly until END_TRANSACTION or a check resolves it.
+        crate::transaction::half_put(b, &base, h.producer_group).await
+    } else if h.batch {
         let entries = match batch::decode(&req.body) {
             Ok(e) if !e.is_empty() => e,
             Ok(_) => return reply(req, response::MESSAGE_ILLEGAL, "empty batch"),

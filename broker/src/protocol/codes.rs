@@ -66,6 +66,17 @@ pub mod request {
     /// Dry run of an expression: `name` or `type`, `expression`, and `topic` + `count` (the last
     /// stored messages) or a body of sample messages (JSON).
     pub const PLUGIN_TEST: i32 = WASMQ_ADMIN_BASE + 5;
+    /// Binds a plugin to a topic: `kind` (`txn-checker`), `topic` (or `*`), `name`.
+    pub const PLUGIN_BIND: i32 = WASMQ_ADMIN_BASE + 6;
+    /// Removes a binding: `kind`, `topic`.
+    pub const PLUGIN_UNBIND: i32 = WASMQ_ADMIN_BASE + 7;
+    /// Response body: JSON array of `{kind, topic, plugin}`.
+    pub const PLUGIN_BINDINGS: i32 = WASMQ_ADMIN_BASE + 8;
+    /// Pending half messages; optional `topic`. Response body: JSON array.
+    pub const TXN_LIST: i32 = WASMQ_ADMIN_BASE + 9;
+    /// An operator's decision on a pending half message: `offset` (commit log offset of the
+    /// half message), `action` = `commit` | `rollback`.
+    pub const TXN_RESOLVE: i32 = WASMQ_ADMIN_BASE + 10;
     /// End (exclusive) of the wasmq admin range.
     pub const WASMQ_ADMIN_END: i32 = 20000;
 

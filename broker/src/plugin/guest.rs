@@ -1,0 +1,136 @@
+//! What every kind of plugin shares on the host side: the per-instance store with its memory
+//! cap and deadline, the link step that grants no WASI, the export check, call statistics and
+//! the failure accounting that ends in quarantine.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+
+use super::engine::PluginEngine;
+use super::limits::PluginLimits;
+use super::PluginError;
+
+/// Host state of one guest instance: only its resource limits.
+pub struct GuestState {
+    limits: StoreLimits,
+}
+
+/// A fresh store for one instance: memory capped, deadline armed (epoch interruption).
+pub(super) fn new_store(engine: &Engine, limits: &PluginLimits, ticks: u64) -> Store<GuestState> {
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(limits.memory_bytes)
+        .instances(8)
+        .tables(8)
+        .memories(4)
+        .trap_on_grow_failure(true)
+        .build();
+    let mut store = Store::new(engine, GuestState { limits });
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    store
+}
+
+/// Links a component with no WASI granted: whatever the guest imports (its std's `wasi:*`
+/// calls) traps.
+pub(super) fn link(
+    engine: &PluginEngine,
+    component: &Component,
+) -> Result<InstancePre<GuestState>, PluginError> {
+    let mut linker: Linker<GuestState> = Linker::new(engine.engine());
+    linker
+        .define_unknown_imports_as_traps(component)
+        .map_err(|e| PluginError::Invalid(format!("cannot link: {e:#}")))?;
+    linker
+        .instantiate_pre(component)
+        .map_err(|e| PluginError::Invalid(format!("cannot link: {e:#}")))
+}
+
+/// A readable reason for a failed call.
+pub(super) fn trap_reason(e: &wasmtime::Error) -> String {
+    if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
+        match t {
+            wasmtime::Trap::Interrupt => "deadline exceeded (interrupted)".to_string(),
+            wasmtime::Trap::StackOverflow => "stack overflow".to_string(),
+            other => format!("trap: {other}"),
+        }
+    } else {
+        format!("{e:#}")
+    }
+}
+
+/// The component's exported interface names.
+pub(super) fn exports(engine: &PluginEngine, c: &Component) -> Vec<String> {
+    c.component_type()
+        .exports(engine.engine())
+        .map(|(n, _)| n.to_string())
+        .collect()
+}
+
+/// Checks that `names` include `export` (e.g. `wasmq:plugin/filter@0.1.0`), explaining a
+/// version mismatch of the same interface precisely.
+pub(super) fn check_export(names: &[String], export: &str) -> Result<(), PluginError> {
+    if names.iter().any(|n| n == export) {
+        return Ok(());
+    }
+    let family = export.split('@').next().unwrap_or(export);
+    if let Some(other) = names.iter().find(|n| n.split('@').next() == Some(family)) {
+        return Err(PluginError::Invalid(format!(
+            "exports {other}, this broker speaks {export}: rebuild it with a matching wasmq-plugin-sdk"
+        )));
+    }
+    Err(PluginError::Invalid(format!(
+        "does not export {export} (it exports: {})",
+        if names.is_empty() {
+            "nothing".to_string()
+        } else {
+            names.join(", ")
+        }
+    )))
+}
+
+/// Calls, messages, time and failures of one plugin version; quarantine after too many
+/// consecutive failures.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub calls: AtomicU64,
+    pub messages: AtomicU64,
+    pub nanos: AtomicU64,
+    pub failures: AtomicU64,
+    consecutive: AtomicU32,
+    quarantined: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Stats {
+    pub fn quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    /// A call over `messages` messages that succeeded in `nanos`.
+    pub(super) fn success(&self, messages: usize, nanos: u64) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.messages.fetch_add(messages as u64, Ordering::Relaxed);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.consecutive.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts a failure of plugin `name`; quarantines it after `quarantine_after` in a row.
+    pub(super) fn failure(&self, name: &str, version: u64, quarantine_after: u32, reason: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock() = Some(reason.to_string());
+        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= quarantine_after && !self.quarantined.swap(true, Ordering::Relaxed) {
+            tracing::error!(plugin = %name, version, failures = n, last = %reason,
+                "plugin quarantined after repeated failures: its policy now decides every batch; upgrade or reload it");
+        } else {
+            tracing::warn!(plugin = %name, version, %reason, "plugin call failed");
+        }
+    }
+}
