@@ -195,6 +195,7 @@ impl TxnTable {
     pub fn insert(&self, p: Pending) {
         let mut g = self.inner.lock();
         g.pending.insert(p.offset, p);
+        g.dirty = true;
     }
 
     /// Claims a pending entry for resolution.
@@ -352,5 +353,93 @@ fn for_each_in_queue(
             }
         }
         off += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(offset: u64, queue_offset: u64, next: i64) -> Pending {
+        Pending {
+            offset,
+            queue_offset,
+            store_timestamp: 0,
+            topic: "T".into(),
+            queue_id: 0,
+            group: "G".into(),
+            uniq_key: format!("u{offset}"),
+            checks: 0,
+            next_check_ms: next,
+            in_doubt: false,
+            kept: false,
+            resolving: false,
+        }
+    }
+
+    fn low_water(dir: &Path) -> u64 {
+        let b = std::fs::read(dir.join("transaction.json")).unwrap();
+        serde_json::from_slice::<Persisted>(&b)
+            .unwrap()
+            .half_low_water
+    }
+
+    #[test]
+    fn claims_are_exclusive_and_due_skips_claimed_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TxnTable::open(dir.path());
+        t.insert(pending(100, 0, 10));
+        t.insert(pending(200, 1, 10));
+        t.insert(pending(300, 2, 50));
+        assert_eq!(t.due(20, 10).len(), 2);
+        let p = t.begin(100).unwrap();
+        assert_eq!(p.offset, 100);
+        assert_eq!(t.begin(100), Err(NotResolvable::Busy));
+        assert_eq!(t.begin(999), Err(NotResolvable::NotPending));
+        assert_eq!(t.due(20, 10).len(), 1, "a claimed entry is not checked");
+        // A failed resolution leaves it pending (in doubt if a commit may be written).
+        t.finish(100, false, true);
+        assert!(t.get(100).unwrap().in_doubt);
+        t.begin(100).unwrap();
+        t.finish(100, true, false);
+        assert_eq!(t.begin(100), Err(NotResolvable::NotPending));
+        t.keep(200);
+        t.checked(300, 2, 70);
+        assert!(t.due(60, 10).is_empty());
+        assert_eq!(t.next_due(), Some(70));
+        assert_eq!(t.get(300).unwrap().checks, 2);
+    }
+
+    #[test]
+    fn low_water_never_passes_a_pending_entry_or_a_put_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TxnTable::open(dir.path());
+        t.insert(pending(100, 5, 0));
+        t.insert(pending(200, 9, 0));
+        t.persist_if_dirty(12).unwrap();
+        assert_eq!(low_water(dir.path()), 5);
+        // A put in flight holds the mark even when everything pending is resolved.
+        let put = t.start_put();
+        for o in [100, 200] {
+            t.begin(o).unwrap();
+            t.finish(o, true, false);
+        }
+        t.persist_if_dirty(12).unwrap();
+        assert_eq!(low_water(dir.path()), 5);
+        drop(put);
+        t.finish(0, true, false); // marks dirty
+        t.persist_if_dirty(12).unwrap();
+        assert_eq!(low_water(dir.path()), 12);
+        // Check counts and kept entries are persisted.
+        let mut p = pending(300, 12, 0);
+        p.checks = 3;
+        t.insert(p);
+        t.keep(300);
+        t.persist_if_dirty(13).unwrap();
+        let b = std::fs::read(dir.path().join("transaction.json")).unwrap();
+        let s: Persisted = serde_json::from_slice(&b).unwrap();
+        assert_eq!(s.checks.get(&300), Some(&3));
+        assert!(s.kept.contains(&300));
+        assert_eq!(s.half_low_water, 12);
     }
 }
