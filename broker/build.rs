@@ -16,9 +16,16 @@ fn main() {
     for d in ["plugins", "plugin-sdk", "sql92"] {
         watch(&root.join(d));
     }
+    let target_dir = root.join("target").join("wasm-plugins");
+    let out = target_dir.join(TARGET).join("release");
+    println!("cargo:rerun-if-env-changed=WASMQ_PLUGINS_PREBUILT");
+    // Development switch: use the plugins as last built (e.g. while editing them).
+    if std::env::var_os("WASMQ_PLUGINS_PREBUILT").is_some() {
+        println!("cargo:rustc-env=WASMQ_PLUGINS_DIR={}", out.display());
+        return;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     ensure_target();
-    let target_dir = root.join("target").join("wasm-plugins");
     let mut cmd = Command::new(&cargo);
     cmd.args(["build", "--release", "--target", TARGET, "--manifest-path"])
         .arg(root.join("plugins").join("Cargo.toml"))
@@ -42,7 +49,6 @@ fn main() {
             "building the wasm plugins failed ({status}); run: cargo build --release --target {TARGET} --manifest-path plugins/Cargo.toml"
         );
     }
-    let out = target_dir.join(TARGET).join("release");
     println!("cargo:rustc-env=WASMQ_PLUGINS_DIR={}", out.display());
 }
 

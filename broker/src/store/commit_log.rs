@@ -16,6 +16,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::error::{IoContext, Result, StoreError};
 use super::mapped_file::{list_files, MappedFile};
+use super::multi_dispatch::{self, DispatchTarget};
 use super::record::{self, Check, DecodeError, Entry, MessageInput, Placement, BLANK_MIN};
 
 /// Largest queue id accepted (queue offsets are kept in a vector per topic).
@@ -39,18 +40,28 @@ pub enum AppendError {
     Segment(StoreError),
 }
 
-/// Bytes of one stored record, kept alive by its segment (zero-copy into replies).
+/// Bytes of one stored record, kept alive by its segment (zero-copy into replies), or an
+/// owned copy (a multi-dispatched record rewritten for the target it is read through).
 #[derive(Clone)]
-pub struct RecordBytes {
-    seg: Arc<MappedFile>,
-    pos: u64,
-    len: usize,
+pub struct RecordBytes(Src);
+
+#[derive(Clone)]
+enum Src {
+    Mapped {
+        seg: Arc<MappedFile>,
+        pos: u64,
+        len: usize,
+    },
+    Owned(bytes::Bytes),
 }
 
 impl AsRef<[u8]> for RecordBytes {
     fn as_ref(&self) -> &[u8] {
-        // Constructed only for a range `read` accepted, which stays published.
-        self.seg.read(self.pos, self.len).unwrap_or(&[])
+        match &self.0 {
+            // Constructed only for a range `read` accepted, which stays published.
+            Src::Mapped { seg, pos, len } => seg.read(*pos, *len).unwrap_or(&[]),
+            Src::Owned(b) => b,
+        }
     }
 }
 
@@ -62,9 +73,17 @@ impl std::ops::Deref for RecordBytes {
 }
 
 impl RecordBytes {
-    /// Zero-copy `Bytes` over the mapping.
+    /// Zero-copy `Bytes` over the mapping (or the owned copy).
     pub fn into_bytes(self) -> bytes::Bytes {
-        bytes::Bytes::from_owner(self)
+        match self.0 {
+            Src::Owned(b) => b,
+            mapped => bytes::Bytes::from_owner(RecordBytes(mapped)),
+        }
+    }
+
+    /// Owned record bytes.
+    pub fn owned(v: Vec<u8>) -> RecordBytes {
+        RecordBytes(Src::Owned(v.into()))
     }
 }
 
@@ -219,24 +238,89 @@ impl CommitLog {
         max_props: usize,
         out: &mut Vec<Appended>,
     ) -> Result<(), AppendError> {
+        self.append_dispatched(msgs, &[], body_crcs, max_body, max_props, out)
+    }
+
+    /// As [`append`](Self::append); message `i` is also indexed in the consume queues of
+    /// `targets[i]` (when present and not empty), whose queue offsets are reserved here, under
+    /// the same lock, and recorded in the record (see [`multi_dispatch`](super::multi_dispatch)).
+    pub fn append_dispatched(
+        &self,
+        msgs: &[MessageInput<'_>],
+        targets: &[Vec<DispatchTarget>],
+        body_crcs: &[i32],
+        max_body: usize,
+        max_props: usize,
+        out: &mut Vec<Appended>,
+    ) -> Result<(), AppendError> {
         debug_assert_eq!(msgs.len(), body_crcs.len());
-        for m in msgs {
-            record::validate(m, max_body, max_props)?;
-            if m.queue_id >= MAX_QUEUE_ID {
-                return Err(AppendError::Illegal(record::RecordError::NegativeQueueId(
-                    m.queue_id,
-                )));
+        for (i, m) in msgs.iter().enumerate() {
+            let extra = targets.get(i).map_or(&[][..], Vec::as_slice);
+            let bound = if extra.is_empty() {
+                0
+            } else {
+                multi_dispatch::property_len_bound(extra)
+            };
+            record::validate(m, max_body, max_props.saturating_sub(bound))?;
+            for q in std::iter::once(m.queue_id).chain(extra.iter().map(|t| t.queue_id)) {
+                if !(0..MAX_QUEUE_ID).contains(&q) {
+                    return Err(AppendError::Illegal(record::RecordError::NegativeQueueId(
+                        q,
+                    )));
+                }
+            }
+            for t in extra {
+                let probe = MessageInput {
+                    topic: &t.topic,
+                    ..*m
+                };
+                record::validate(&probe, max_body, max_props.saturating_sub(bound))?;
             }
         }
         let now = now_ms();
         let mut w = self.writer.lock();
         let store_ts = now.max(w.last_store_ts);
         w.last_store_ts = store_ts;
-        for (m, &crc) in msgs.iter().zip(body_crcs) {
+        let mut offsets = Vec::new();
+        for (i, (m, &crc)) in msgs.iter().zip(body_crcs).enumerate() {
+            let extra = targets.get(i).map_or(&[][..], Vec::as_slice);
+            let props;
+            let routed;
+            let m = if extra.is_empty() {
+                m
+            } else {
+                offsets.clear();
+                for t in extra {
+                    offsets.push(next_queue_offset(
+                        &mut w.queue_offsets,
+                        &t.topic,
+                        t.queue_id,
+                    ));
+                }
+                props = multi_dispatch::with_targets(m.properties, extra, &offsets);
+                routed = MessageInput {
+                    properties: &props,
+                    ..*m
+                };
+                &routed
+            };
             let size = record::encoded_len(m, &self.store_host);
-            let seg = self
-                .segment_with_room(&mut w, size)
-                .map_err(AppendError::Segment)?;
+            let seg = match self.segment_with_room(&mut w, size) {
+                Ok(seg) => seg,
+                Err(e) => {
+                    // Give back the target offsets reserved for this unwritten record.
+                    for t in extra.iter().rev() {
+                        if let Some(o) = w
+                            .queue_offsets
+                            .get_mut(t.topic.as_str())
+                            .and_then(|v| v.get_mut(t.queue_id as usize))
+                        {
+                            *o -= 1;
+                        }
+                    }
+                    return Err(AppendError::Segment(e));
+                }
+            };
             let pos = seg.wrote();
             let physical_offset = seg.base() + pos;
             let queue_offset = next_queue_offset(&mut w.queue_offsets, m.topic, m.queue_id);
@@ -318,11 +402,11 @@ impl CommitLog {
         let seg = self.segment_for(offset)?;
         let pos = offset - seg.base();
         seg.read(pos, size as usize)?;
-        Some(RecordBytes {
+        Some(RecordBytes(Src::Mapped {
             seg,
             pos,
             len: size as usize,
-        })
+        }))
     }
 
     /// The record starting at `offset`, found by reading its size; validated (no CRC).
@@ -347,11 +431,11 @@ impl CommitLog {
                 position: Some(offset as i64),
             },
         ) {
-            Ok(Entry::Record(r)) => LogEntry::Record(RecordBytes {
+            Ok(Entry::Record(r)) => LogEntry::Record(RecordBytes(Src::Mapped {
                 seg: seg.clone(),
                 pos,
                 len: r.total_size(),
-            }),
+            })),
             Ok(Entry::Blank) => LogEntry::Skip(seg.end()),
             // Fewer than 8 bytes left in a full segment: implicit end of segment.
             Err(DecodeError::Truncated { .. }) if published == seg.size() => {

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::commit_log::{CommitLog, LogEntry};
 use super::consume_queue::CqEntry;
 use super::index::IndexService;
+use super::multi_dispatch;
 use super::queues::ConsumeQueues;
 use super::record::{self, Check, Entry};
 
@@ -163,12 +164,7 @@ impl Dispatcher {
             match self.log.read_at(pos) {
                 LogEntry::Record(bytes) => {
                     let len = bytes.len() as u64;
-                    if let Some(t) = self.dispatch_one(pos, &bytes) {
-                        match touched.iter_mut().find(|x| x.1 == t.1 && *x.0 == *t.0) {
-                            Some(x) => x.2 = x.2.max(t.2),
-                            None => touched.push(t),
-                        }
-                    }
+                    self.dispatch_one(pos, &bytes, &mut touched);
                     pos += len;
                     n += 1;
                     // Publish progress in chunks so readers see long batches early.
@@ -203,44 +199,71 @@ impl Dispatcher {
         touched.clear();
     }
 
-    fn dispatch_one(&self, pos: u64, bytes: &[u8]) -> Option<(Arc<str>, i32, u64)> {
+    /// Indexes one record: its own queue, the extra targets it names (multi-dispatch), and
+    /// the key index under each of those topics. Records the queues touched.
+    fn dispatch_one(&self, pos: u64, bytes: &[u8], touched: &mut Vec<(Arc<str>, i32, u64)>) {
         let check = Check {
             crc: false,
             position: Some(pos as i64),
         };
         let Ok(Entry::Record(r)) = record::decode(bytes, check) else {
             tracing::error!(offset = pos, "dispatch: unreadable record");
-            return None;
+            return;
         };
         let props = r.properties();
         let entry = cq_entry(pos, &r);
-        let topic = r.topic();
-        let qid = r.queue_id();
-        let result = self
-            .queues
-            .get_or_create(topic, qid)
-            .and_then(|cq| cq.put(r.queue_offset() as u64, entry).map(|_| cq));
-        let touched = match result {
-            Ok(cq) => Some((cq.topic().clone(), qid, cq.max_offset())),
-            Err(e) => {
-                tracing::error!(offset = pos, topic, queue = qid, error = %e, "dispatch: consume queue write failed");
-                let mut lost = self.lost.lock();
-                if !lost.iter().any(|(t, q)| **t == *topic && *q == qid) {
-                    lost.push((topic.into(), qid));
+        let own = std::iter::once((r.topic(), r.queue_id(), r.queue_offset() as u64));
+        let extra = props
+            .contains(multi_dispatch::DISPATCH_PROPERTY)
+            .then(|| multi_dispatch::targets(props))
+            .into_iter()
+            .flatten();
+        for (topic, qid, offset) in own.chain(extra) {
+            let result = self
+                .queues
+                .get_or_create(topic, qid)
+                .and_then(|cq| cq.put(offset, entry).map(|_| cq));
+            match result {
+                Ok(cq) => {
+                    let max = cq.max_offset();
+                    match touched.iter_mut().find(|x| x.1 == qid && *x.0 == *topic) {
+                        Some(x) => x.2 = x.2.max(max),
+                        None => touched.push((cq.topic().clone(), qid, max)),
+                    }
                 }
-                None
+                Err(e) => {
+                    tracing::error!(offset = pos, topic, queue = qid, error = %e, "dispatch: consume queue write failed");
+                    let mut lost = self.lost.lock();
+                    if !lost.iter().any(|(t, q)| **t == *topic && *q == qid) {
+                        lost.push((topic.into(), qid));
+                    }
+                }
             }
-        };
+        }
         let keys = record::property(props, "KEYS").unwrap_or("");
         let uniq = record::property(props, "UNIQ_KEY").unwrap_or("");
         let all = keys.split(' ').chain(std::iter::once(uniq));
+        let own_topic = [r.topic()];
+        let many: Vec<&str>;
+        let topics: &[&str] = if props.contains(multi_dispatch::DISPATCH_PROPERTY) {
+            // Each topic once (a target may name another queue of the same topic).
+            let mut v = vec![r.topic()];
+            for (t, _, _) in multi_dispatch::targets(props) {
+                if !v.contains(&t) {
+                    v.push(t);
+                }
+            }
+            many = v;
+            &many
+        } else {
+            &own_topic
+        };
         if let Err(e) = self
             .index
-            .put(pos, entry.size, r.store_timestamp(), all, topic)
+            .put(pos, entry.size, r.store_timestamp(), all, topics)
         {
             tracing::error!(offset = pos, error = %e, "dispatch: index write failed");
         }
-        touched
     }
 
     /// Queues found missing entries since the last call.
@@ -266,13 +289,16 @@ impl Dispatcher {
                         position: Some(pos as i64),
                     };
                     if let Ok(Entry::Record(r)) = record::decode(&bytes, check) {
-                        let (topic, qid) = (r.topic(), r.queue_id());
-                        if lost.iter().any(|(t, q)| **t == *topic && *q == qid) {
-                            let entry = cq_entry(pos, &r);
-                            self.queues
-                                .get_or_create(topic, qid)?
-                                .put(r.queue_offset() as u64, entry)?;
-                            n += 1;
+                        let props = r.properties();
+                        let own =
+                            std::iter::once((r.topic(), r.queue_id(), r.queue_offset() as u64));
+                        for (topic, qid, offset) in own.chain(multi_dispatch::targets(props)) {
+                            if lost.iter().any(|(t, q)| **t == *topic && *q == qid) {
+                                self.queues
+                                    .get_or_create(topic, qid)?
+                                    .put(offset, cq_entry(pos, &r))?;
+                                n += 1;
+                            }
                         }
                     }
                     pos += bytes.len() as u64;

@@ -172,14 +172,18 @@ impl IndexService {
         size: u32,
         store_ts: i64,
         keys: impl Iterator<Item = &'k str> + Clone,
-        topic: &str,
+        topics: &[&str],
     ) -> Result<()> {
         let mut files = self.files.lock();
         if files.last().is_some_and(|f| phys < f.indexed_upto()) {
             return Ok(());
         }
-        let mut key = String::with_capacity(topic.len() + 48);
-        for k in keys {
+        let mut key = String::with_capacity(64);
+        // Every key under every topic the record is dispatched to (its own and extra targets).
+        for (topic, k) in topics
+            .iter()
+            .flat_map(|t| keys.clone().map(move |k| (*t, k)))
+        {
             if k.is_empty() {
                 continue;
             }
@@ -277,7 +281,7 @@ mod tests {
                 100,
                 1_000_000 + i as i64 * 1000,
                 [k.as_str(), u.as_str()].into_iter(),
-                "T",
+                &["T"],
             )
             .unwrap();
         }
@@ -295,7 +299,7 @@ mod tests {
         // Max.
         assert_eq!(idx.lookup("T", "k3", 0, i64::MAX, 2).len(), 2);
         // Re-put of an already indexed record is skipped.
-        idx.put(200, 100, 1_002_000, ["zz"].into_iter(), "T")
+        idx.put(200, 100, 1_002_000, ["zz"].into_iter(), &["T"])
             .unwrap();
         assert!(idx.lookup("T", "zz", 0, i64::MAX, 10).is_empty());
         idx.flush().unwrap();

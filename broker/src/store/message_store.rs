@@ -22,6 +22,7 @@ use super::error::{IoContext, Result, StoreError};
 use super::flush::{self, FlushWait, Flusher};
 use super::index::IndexService;
 use super::mapped_file::sync_dir;
+use super::multi_dispatch::{self, DispatchTarget};
 use super::put_status::{PutResult, PutStatus};
 use super::queues::ConsumeQueues;
 use super::record::{self, Check, Entry, MessageInput, RecordView};
@@ -269,7 +270,17 @@ impl MessageStore {
 
     /// Appends `msgs` (one lock for the batch) and, in sync mode, waits for their flush.
     pub async fn put(&self, msgs: &[MessageInput<'_>]) -> PutResult {
-        let appended = match self.append(msgs) {
+        self.put_dispatched(msgs, &[]).await
+    }
+
+    /// As [`put`](Self::put); message `i` is also indexed in the consume queues of
+    /// `targets[i]` (multi-dispatch: stored once, readable through each target).
+    pub async fn put_dispatched(
+        &self,
+        msgs: &[MessageInput<'_>],
+        targets: &[Vec<DispatchTarget>],
+    ) -> PutResult {
+        let appended = match self.append_dispatched(msgs, targets) {
             Ok(a) => a,
             Err(status) => {
                 return PutResult {
@@ -305,6 +316,15 @@ impl MessageStore {
         &self,
         msgs: &[MessageInput<'_>],
     ) -> std::result::Result<Vec<super::commit_log::Appended>, PutStatus> {
+        self.append_dispatched(msgs, &[])
+    }
+
+    /// [`append`](Self::append) with extra dispatch targets per message.
+    pub fn append_dispatched(
+        &self,
+        msgs: &[MessageInput<'_>],
+        targets: &[Vec<DispatchTarget>],
+    ) -> std::result::Result<Vec<super::commit_log::Appended>, PutStatus> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(PutStatus::ServiceUnavailable("store is shut down".into()));
@@ -318,8 +338,9 @@ impl MessageStore {
         let crcs: Vec<i32> = msgs.iter().map(|m| record::body_crc(m.body)).collect();
         let mut appended = Vec::with_capacity(msgs.len());
         let c = &inner.config;
-        match inner.log.append(
+        match inner.log.append_dispatched(
             msgs,
+            targets,
             &crcs,
             c.max_message_size,
             c.max_properties_size,
@@ -417,8 +438,31 @@ impl MessageStore {
                 crc: false,
                 position: Some(e.physical_offset as i64),
             };
+            let mut rebased = None;
             let accepted = match record::decode(&rec, check) {
-                Ok(Entry::Record(v)) => filter.by_record(&v),
+                Ok(Entry::Record(v)) if v.topic() == topic && v.queue_id() == queue_id => {
+                    filter.by_record(&v)
+                }
+                // Read through an extra dispatch target: present the target's view.
+                Ok(Entry::Record(v))
+                    if multi_dispatch::is_target(v.properties(), topic, queue_id) =>
+                {
+                    let ok = filter.by_record(&v);
+                    if ok {
+                        rebased = Some(multi_dispatch::rebase(&v, topic, queue_id, off));
+                    }
+                    ok
+                }
+                Ok(Entry::Record(v)) => {
+                    tracing::error!(
+                        topic,
+                        queue_id,
+                        offset = off,
+                        record_topic = v.topic(),
+                        "consume queue entry points at a record of another queue"
+                    );
+                    false
+                }
                 _ => {
                     tracing::error!(
                         topic,
@@ -430,6 +474,7 @@ impl MessageStore {
                 }
             };
             next = off + 1;
+            let rec = rebased.map_or(rec, RecordBytes::owned);
             if accepted {
                 bytes += rec.len();
                 res.messages.push(FoundMessage {
@@ -545,6 +590,7 @@ impl MessageStore {
                 continue;
             }
             let Some(rec) = self.view(phys) else { continue };
+            let mut rebased = None;
             let ok = match record::decode(
                 &rec,
                 Check {
@@ -554,20 +600,31 @@ impl MessageStore {
             ) {
                 Ok(Entry::Record(v)) => {
                     let ts = v.store_timestamp();
-                    v.topic() == topic
-                        && ts >= begin
+                    let key_ok = ts >= begin
                         && ts <= end
                         && if unique {
                             v.property("UNIQ_KEY") == Some(key)
                         } else {
                             v.property("KEYS")
                                 .is_some_and(|ks| ks.split(' ').any(|k| k == key))
-                        }
+                        };
+                    if v.topic() == topic {
+                        key_ok
+                    } else if let Some((_, q, off)) = multi_dispatch::targets(v.properties())
+                        .find(|t| t.0 == topic)
+                        .filter(|_| key_ok)
+                    {
+                        // Indexed under an extra target: answer with the target's view.
+                        rebased = Some(multi_dispatch::rebase(&v, topic, q, off));
+                        true
+                    } else {
+                        false
+                    }
                 }
                 _ => false,
             };
             if ok {
-                out.push(rec);
+                out.push(rebased.map_or(rec, RecordBytes::owned));
             }
         }
         out

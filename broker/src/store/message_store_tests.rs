@@ -368,3 +368,128 @@ fn lost_consume_queue_is_rebuilt_from_the_log() {
     let r = rt.block_on(store.put(&[input("R", 1, b"y", "")]));
     assert_eq!(r.appended[0].queue_offset, 20);
 }
+
+fn target(topic: &str, queue_id: i32) -> DispatchTarget {
+    DispatchTarget {
+        topic: topic.into(),
+        queue_id,
+    }
+}
+
+fn read_all(store: &MessageStore, topic: &str, q: i32) -> Vec<(String, i32, i64, i64, Vec<u8>)> {
+    let g = store.get_messages(topic, q, 0, 100, 1 << 20, &AcceptAll);
+    g.messages
+        .iter()
+        .map(|m| {
+            let Ok(Entry::Record(v)) = record::decode(
+                &m.bytes,
+                Check {
+                    crc: true,
+                    position: None,
+                },
+            ) else {
+                panic!("bad record")
+            };
+            (
+                v.topic().to_string(),
+                v.queue_id(),
+                v.queue_offset(),
+                v.physical_offset(),
+                v.body().to_vec(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn multi_dispatch_stores_once_and_reads_through_each_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let phys;
+    {
+        let store = MessageStore::open(cfg(dir.path(), FlushMode::Async), host()).unwrap();
+        // Something already in a target queue, so its offsets differ from the primary's.
+        rt.block_on(store.put(&[input("Audit", 0, b"older", "")]));
+        let before = store.log_max_offset();
+        let r = rt.block_on(store.put_dispatched(
+            &[
+                input("Orders", 1, b"fanned", "TAGS\u{1}t\u{2}KEYS\u{1}k1\u{2}"),
+                input("Orders", 1, b"plain", ""),
+            ],
+            &[vec![target("Audit", 0), target("Orders-eu", 2)], vec![]],
+        ));
+        assert_eq!(r.status, PutStatus::Ok);
+        phys = r.appended[0].physical_offset as i64;
+        // Stored once: two records for two messages.
+        let grew = store.log_max_offset() - before;
+        assert_eq!(
+            grew,
+            (r.appended[0].size + r.appended[1].size) as u64,
+            "one record per message"
+        );
+        assert!(rt.block_on(store.wait_dispatched(Duration::from_secs(5))));
+        assert_eq!(
+            read_all(&store, "Orders", 1),
+            [
+                ("Orders".into(), 1, 0, phys, b"fanned".to_vec()),
+                (
+                    "Orders".into(),
+                    1,
+                    1,
+                    r.appended[1].physical_offset as i64,
+                    b"plain".to_vec()
+                )
+            ]
+        );
+        let audit = read_all(&store, "Audit", 0);
+        assert_eq!(audit.len(), 2);
+        assert_eq!(audit[1], ("Audit".into(), 0, 1, phys, b"fanned".to_vec()));
+        assert_eq!(
+            read_all(&store, "Orders-eu", 2),
+            [("Orders-eu".into(), 2, 0, phys, b"fanned".to_vec())]
+        );
+        // Keys are indexed under each target topic too; tag hashes carried over.
+        assert_eq!(
+            store
+                .query_by_key("Orders-eu", "k1", 4, 0, i64::MAX, false)
+                .len(),
+            1
+        );
+        let cq = store.consume_queue("Orders-eu", 2).unwrap();
+        assert_eq!(cq.get(0).unwrap().tag_hash, tag_hash("t"));
+        // Bad targets are refused before anything is written.
+        let end = store.log_max_offset();
+        let r = rt.block_on(store.put_dispatched(
+            &[input("Orders", 0, b"x", "")],
+            &[vec![target("Bad topic\u{1}", 0)]],
+        ));
+        assert!(
+            matches!(r.status, PutStatus::MessageIllegal(_)),
+            "{:?}",
+            r.status
+        );
+        let r = rt.block_on(store.put_dispatched(
+            &[input("Orders", 0, b"x", "")],
+            &[vec![target("Audit", -1)]],
+        ));
+        assert!(matches!(r.status, PutStatus::MessageIllegal(_)));
+        assert_eq!(store.log_max_offset(), end);
+    }
+    // After a restart (and with a target's queue files lost) every view is rebuilt.
+    std::fs::remove_dir_all(dir.path().join("consumequeue").join("Orders-eu")).unwrap();
+    let store = MessageStore::open(cfg(dir.path(), FlushMode::Async), host()).unwrap();
+    assert_eq!(
+        read_all(&store, "Orders-eu", 2),
+        [("Orders-eu".into(), 2, 0, phys, b"fanned".to_vec())]
+    );
+    assert_eq!(read_all(&store, "Audit", 0).len(), 2);
+    let r = rt.block_on(store.put_dispatched(
+        &[input("Orders", 1, b"again", "")],
+        &[vec![target("Orders-eu", 2)]],
+    ));
+    assert_eq!(r.status, PutStatus::Ok);
+    assert!(rt.block_on(store.wait_dispatched(Duration::from_secs(5))));
+    let eu = read_all(&store, "Orders-eu", 2);
+    assert_eq!(eu.len(), 2);
+    assert_eq!((eu[1].2, eu[1].4.as_slice()), (1, &b"again"[..]));
+}

@@ -27,6 +27,7 @@ pub mod flush;
 pub mod index;
 pub mod mapped_file;
 pub mod message_store;
+pub mod multi_dispatch;
 pub mod put_status;
 pub mod queues;
 pub mod record;
