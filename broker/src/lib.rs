@@ -4,7 +4,8 @@
 //! WebAssembly plugins (see `DESIGN.md`). This crate holds the broker library and binaries.
 //!
 //! ```text
-//! producer --SEND--> net (frame, connection) -> processor::send -> store::MessageStore::put
+//! producer --SEND--> net (frame, connection) -> processor::send -> routing (router plugin bound
+//!                    to the topic, if any) -> store::MessageStore::put (multi-dispatch for fan-out)
 //!                                                                    |  CommitLog.append (mmap)
 //!                                                                    |  Flusher (sync group commit | async)
 //! store Dispatcher ---> ConsumeQueue / IndexService ---> long_poll::PullHold (wakes held pulls)
@@ -27,6 +28,7 @@
 //! | [`namesrv`] | route table and broker liveness; the NameServer request handler |
 //! | [`broker`] | the broker context, request routing, background tasks, `run` |
 //! | [`processor`] | one file per request family: send, send_back, pull, consumer, query, admin |
+//! | [`routing`] | the send path's router step: verdicts checked, destinations and fan-out planned |
 //! | [`subscription`] | subscriptions and what they resolve to with the active filter plugin |
 //! | [`filter_bits`] | match bits of plugin expressions computed behind dispatch, so pulls skip without reading |
 //! | [`filtered_read`] | reads for a subscription: tag-hash prefilter or batched plugin evaluation, failure policy |
@@ -55,6 +57,7 @@ pub mod plugin;
 pub mod processor;
 pub mod protocol;
 pub mod queue_locks;
+pub mod routing;
 pub mod schedule;
 pub mod store;
 pub mod subscription;

@@ -145,6 +145,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Dlq { cmd } => dlq(&mut c, cmd).await,
         Cmd::Plugin { cmd } => crate::plugin::run(&mut c, cmd).await,
         Cmd::Txn { cmd } => crate::txn::run(&mut c, cmd).await,
+        Cmd::Route { cmd } => crate::route::run(&mut c, cmd).await,
         Cmd::Bench { cmd } => crate::bench::run(&cli.namesrv, cmd).await,
     }
 }

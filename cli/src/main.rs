@@ -2,9 +2,11 @@
 //! consume, queries, consumer offsets and load generation. Every command takes `--namesrv`.
 
 mod bench;
+mod binding;
 mod commands;
 mod message;
 mod plugin;
+mod route;
 mod rpc;
 mod txn;
 
@@ -40,10 +42,15 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: commands::DlqCmd,
     },
-    /// WebAssembly plugins (filters, txn-checkers): load, upgrade, unload, list, test, new.
+    /// WebAssembly plugins (filters, txn-checkers, routers): load, upgrade, unload, list, test, new.
     Plugin {
         #[command(subcommand)]
         cmd: plugin::PluginCmd,
+    },
+    /// Router plugins bound to topics: bind, unbind, list.
+    Route {
+        #[command(subcommand)]
+        cmd: route::RouteCmd,
     },
     /// Transactions: pending half messages, txn-checker bindings, operator commit/rollback.
     Txn {

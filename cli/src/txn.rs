@@ -51,50 +51,9 @@ const KIND: &str = "txn-checker";
 pub async fn run(c: &mut Cluster, cmd: TxnCmd) -> Result<()> {
     match cmd {
         TxnCmd::List { topic, json } => list(c, topic.as_deref(), json).await,
-        TxnCmd::Bind { topic, plugin } => {
-            for b in c.brokers().await? {
-                let req = RemotingCommand::new_request(
-                    request::PLUGIN_BIND,
-                    ext(&[("kind", KIND), ("topic", &topic), ("name", &plugin)]),
-                );
-                c.call_ok(&b, req).await?;
-                println!("bound txn-checker {plugin} to topic {topic} on {b}");
-            }
-            Ok(())
-        }
-        TxnCmd::Unbind { topic } => {
-            for b in c.brokers().await? {
-                let req = RemotingCommand::new_request(
-                    request::PLUGIN_UNBIND,
-                    ext(&[("kind", KIND), ("topic", &topic)]),
-                );
-                c.call_ok(&b, req).await?;
-                println!("unbound the txn-checker of topic {topic} on {b}");
-            }
-            Ok(())
-        }
-        TxnCmd::Bindings => {
-            for b in c.brokers().await? {
-                let r = c
-                    .call_ok(
-                        &b,
-                        RemotingCommand::new_request(request::PLUGIN_BINDINGS, ext(&[])),
-                    )
-                    .await?;
-                let v: serde_json::Value = serde_json::from_slice(&r.body)?;
-                println!("broker {b}");
-                for x in v.as_array().into_iter().flatten() {
-                    if x["kind"] == KIND {
-                        println!(
-                            "  {:<32} {}",
-                            x["topic"].as_str().unwrap_or(""),
-                            x["plugin"].as_str().unwrap_or("")
-                        );
-                    }
-                }
-            }
-            Ok(())
-        }
+        TxnCmd::Bind { topic, plugin } => crate::binding::bind(c, KIND, &topic, &plugin).await,
+        TxnCmd::Unbind { topic } => crate::binding::unbind(c, KIND, &topic).await,
+        TxnCmd::Bindings => crate::binding::list(c, KIND).await,
         TxnCmd::Commit(a) => resolve(c, a, "commit").await,
         TxnCmd::Rollback(a) => resolve(c, a, "rollback").await,
     }
@@ -134,14 +93,15 @@ async fn list(c: &mut Cluster, topic: Option<&str>, json: bool) -> Result<()> {
             } else {
                 "pending"
             };
+            // A JSON value's Display ignores widths: numbers are formatted as strings first.
             println!(
                 "{:>12} {:<24} {:>5} {:<20} {:>10} {:>6} {:<9} {:<20} {}",
-                p["offset"],
+                p["offset"].to_string(),
                 p["topic"].as_str().unwrap_or(""),
-                p["queueId"],
+                p["queueId"].to_string(),
                 p["group"].as_str().unwrap_or(""),
-                p["ageMs"],
-                p["checks"],
+                p["ageMs"].to_string(),
+                p["checks"].to_string(),
                 state,
                 p["checker"].as_str().unwrap_or("-"),
                 p["uniqKey"].as_str().unwrap_or(""),

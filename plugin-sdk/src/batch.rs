@@ -117,21 +117,42 @@ impl<'a> Message<'a> {
         }
     }
 
-    /// The topic the message was stored under.
+    /// The topic the message was stored under (for routers: the topic the client sent it to;
+    /// for transaction checkers: its real topic).
     #[inline]
     pub fn topic(&self) -> &'a str {
         self.topic
     }
 
-    /// The message's offset in its consume queue.
+    /// The message's offset in its consume queue. For routers this field carries the
+    /// client's queue id instead: read it with [`Message::client_queue_id`].
     #[inline]
     pub fn queue_offset(&self) -> i64 {
         self.queue_offset
     }
 
-    /// When the broker stored the message (milliseconds since the Unix epoch).
+    /// When the broker stored the message (milliseconds since the Unix epoch). For routers
+    /// this field carries the client's born timestamp: read it with
+    /// [`Message::born_timestamp`].
     #[inline]
     pub fn store_timestamp(&self) -> i64 {
+        self.store_timestamp
+    }
+
+    /// For routers: the queue id the client chose for the message, carried in the
+    /// `queue_offset` field (a message being routed is not stored yet, so it has no offset).
+    /// `None` when that field does not hold a `u32`. Meaningless for filters and
+    /// transaction checkers, whose `queue_offset` is an offset.
+    #[inline]
+    pub fn client_queue_id(&self) -> Option<u32> {
+        u32::try_from(self.queue_offset).ok()
+    }
+
+    /// For routers: when the client created the message (milliseconds since the Unix epoch,
+    /// by the client's clock), carried in the `store_timestamp` field. Meaningless for
+    /// filters and transaction checkers, whose `store_timestamp` is the store time.
+    #[inline]
+    pub fn born_timestamp(&self) -> i64 {
         self.store_timestamp
     }
 
@@ -225,7 +246,8 @@ impl<'a> Message<'a> {
         self.props
     }
 
-    /// The body; empty when the compiled expression said it does not need bodies.
+    /// The body; empty when the compiled expression (or the router) said it does not need
+    /// bodies.
     #[inline]
     pub fn body(&self) -> &'a [u8] {
         self.body

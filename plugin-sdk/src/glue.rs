@@ -1,12 +1,16 @@
-//! Building blocks of [`export_filter!`](crate::export_filter) and
-//! [`export_txn_checker!`](crate::export_txn_checker), public so that a plugin can implement
-//! the raw WIT interface ([`bindings`](crate::bindings),
-//! [`txn_checker_bindings`](crate::txn_checker_bindings)) itself and still reuse them.
+//! Building blocks of [`export_filter!`](crate::export_filter),
+//! [`export_txn_checker!`](crate::export_txn_checker) and
+//! [`export_router!`](crate::export_router), public so that a plugin can implement the raw
+//! WIT interface ([`bindings`](crate::bindings),
+//! [`txn_checker_bindings`](crate::txn_checker_bindings),
+//! [`router_bindings`](crate::router_bindings)) itself and still reuse them.
 
 use crate::batch::{Batch, DecodeError, Message};
 use crate::bindings::wasmq::plugin::types as wit;
 use crate::bitset::MatchBits;
 use crate::filter::{CompileError, Compiled, Filter, Prefilter};
+use crate::router::{Route, Router, Target, Verdict};
+use crate::router_bindings::exports::wasmq::plugin::router as wit_router;
 use crate::txn::{CheckError, TxnChecker, TxnMeta, TxnVerdict};
 use crate::txn_checker_bindings::exports::wasmq::plugin::txn_checker as wit_txn;
 
@@ -255,5 +259,110 @@ impl From<TxnVerdict> for wit_txn::TxnVerdict {
     #[inline]
     fn from(verdict: TxnVerdict) -> Self {
         to_wit_verdict(verdict)
+    }
+}
+
+/// Decodes `batch` once and asks `route` about each message, in order: one verdict per
+/// message. Fails, with no partial result, when the batch is malformed.
+#[inline]
+pub fn route_batch<'a>(
+    batch: &'a [u8],
+    mut route: impl FnMut(&Message<'a>) -> Verdict,
+) -> Result<Vec<Verdict>, DecodeError> {
+    let batch = Batch::new(batch)?;
+    let mut verdicts = Vec::with_capacity(batch.message_count() as usize);
+    for message in batch {
+        verdicts.push(route(&message?));
+    }
+    Ok(verdicts)
+}
+
+/// The WIT `route`: one verdict per message from `R::route`. Panics (a trap for the host,
+/// which counts the call as failed) when the batch is malformed.
+pub fn route<R: Router>(write_queues: u32, batch: &[u8]) -> Vec<wit_router::Verdict> {
+    match route_batch(batch, |message| R::route(message, write_queues)) {
+        Ok(verdicts) => verdicts.into_iter().map(to_wit_router_verdict).collect(),
+        Err(error) => panic!("wasmq router: malformed batch: {error}"),
+    }
+}
+
+/// SDK router verdict to WIT router verdict.
+#[inline]
+pub fn to_wit_router_verdict(verdict: Verdict) -> wit_router::Verdict {
+    wit_router::Verdict {
+        route: to_wit_destination(verdict.route),
+        extra: verdict.extra.into_iter().map(to_wit_target).collect(),
+    }
+}
+
+/// SDK route to WIT `destination`.
+#[inline]
+pub fn to_wit_destination(route: Route) -> wit_router::Destination {
+    match route {
+        Route::Keep => wit_router::Destination::Keep,
+        Route::Queue(queue) => wit_router::Destination::Queue(queue),
+        Route::Redirect(target) => wit_router::Destination::Redirect(to_wit_target(target)),
+        Route::Reject(reason) => wit_router::Destination::Reject(reason),
+    }
+}
+
+/// SDK target to WIT target.
+#[inline]
+pub fn to_wit_target(target: Target) -> wit_router::Target {
+    wit_router::Target {
+        topic: target.topic,
+        queue: target.queue,
+    }
+}
+
+impl From<Verdict> for wit_router::Verdict {
+    #[inline]
+    fn from(verdict: Verdict) -> Self {
+        to_wit_router_verdict(verdict)
+    }
+}
+
+impl From<Route> for wit_router::Destination {
+    #[inline]
+    fn from(route: Route) -> Self {
+        to_wit_destination(route)
+    }
+}
+
+impl From<Target> for wit_router::Target {
+    #[inline]
+    fn from(target: Target) -> Self {
+        to_wit_target(target)
+    }
+}
+
+/// WIT router verdicts back to SDK ones (for tests of plugins that implement the raw
+/// interface).
+impl From<wit_router::Verdict> for Verdict {
+    fn from(verdict: wit_router::Verdict) -> Self {
+        Verdict {
+            route: verdict.route.into(),
+            extra: verdict.extra.into_iter().map(Target::from).collect(),
+        }
+    }
+}
+
+impl From<wit_router::Destination> for Route {
+    fn from(route: wit_router::Destination) -> Self {
+        match route {
+            wit_router::Destination::Keep => Route::Keep,
+            wit_router::Destination::Queue(queue) => Route::Queue(queue),
+            wit_router::Destination::Redirect(target) => Route::Redirect(target.into()),
+            wit_router::Destination::Reject(reason) => Route::Reject(reason),
+        }
+    }
+}
+
+impl From<wit_router::Target> for Target {
+    fn from(target: wit_router::Target) -> Self {
+        Target {
+            topic: target.topic,
+            queue: target.queue,
+        }
     }
 }

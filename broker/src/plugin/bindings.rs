@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use parking_lot::RwLock;
 
 use super::registry::PluginKind;
@@ -19,6 +21,14 @@ type Map = BTreeMap<PluginKind, BTreeMap<String, String>>;
 pub struct Bindings {
     path: Option<PathBuf>,
     map: RwLock<Map>,
+    /// Bit per kind with at least one binding: the send path's check when none exists.
+    kinds: AtomicU8,
+}
+
+fn kind_bits(map: &Map) -> u8 {
+    map.iter()
+        .filter(|(_, t)| !t.is_empty())
+        .fold(0, |b, (k, _)| b | 1 << (*k as u8))
 }
 
 impl Bindings {
@@ -40,6 +50,7 @@ impl Bindings {
         };
         Ok(Bindings {
             path,
+            kinds: AtomicU8::new(kind_bits(&map)),
             map: RwLock::new(map),
         })
     }
@@ -60,6 +71,7 @@ impl Bindings {
             *map = before;
             return Err(e);
         }
+        self.kinds.store(kind_bits(&map), Ordering::Release);
         Ok(r)
     }
 
@@ -104,11 +116,27 @@ impl Bindings {
         })
     }
 
+    /// Whether any topic has a binding of `kind`.
+    pub fn any(&self, kind: PluginKind) -> bool {
+        self.kinds.load(Ordering::Acquire) & (1 << (kind as u8)) != 0
+    }
+
     /// The plugin bound to `topic`, else the default binding.
     pub fn resolve(&self, kind: PluginKind, topic: &str) -> Option<String> {
+        self.resolve_with(kind, topic, str::to_string)
+    }
+
+    /// `f` of the name of the plugin bound to `topic` (else of the default binding), without
+    /// allocating.
+    pub fn resolve_with<R>(
+        &self,
+        kind: PluginKind,
+        topic: &str,
+        f: impl FnOnce(&str) -> R,
+    ) -> Option<R> {
         let m = self.map.read();
         let t = m.get(&kind)?;
-        t.get(topic).or_else(|| t.get(ANY_TOPIC)).cloned()
+        t.get(topic).or_else(|| t.get(ANY_TOPIC)).map(|p| f(p))
     }
 
     /// The (kind, topic) bindings naming `plugin`.

@@ -134,3 +134,46 @@ impl Stats {
         }
     }
 }
+
+/// Warm instances of one plugin version, taken for a call and given back after a successful
+/// one (an instance that failed may be in any state and is dropped instead).
+pub(super) struct Pool<W> {
+    idle: Mutex<Vec<W>>,
+    retired: AtomicBool,
+}
+
+impl<W> Default for Pool<W> {
+    fn default() -> Self {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            retired: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<W> Pool<W> {
+    /// An idle instance, or a new one from `make`.
+    pub(super) fn take<E>(&self, make: impl FnOnce() -> Result<W, E>) -> Result<W, E> {
+        let idle = self.idle.lock().pop();
+        match idle {
+            Some(w) => Ok(w),
+            None => make(),
+        }
+    }
+
+    pub(super) fn give_back(&self, w: W) {
+        if !self.retired() {
+            self.idle.lock().push(w);
+        }
+    }
+
+    /// This version was replaced or unloaded: no instance is kept any more.
+    pub(super) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.idle.lock().clear();
+    }
+
+    pub(super) fn retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+}

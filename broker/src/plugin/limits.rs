@@ -6,7 +6,9 @@ use super::PluginError;
 /// What happens to a batch when the plugin fails on it (trap, timeout, bad output) or is
 /// quarantined. Transaction checkers read the same three choices as `commit` (= deliver),
 /// `rollback` (= skip) and `unknown` (= hold: ask the producer and check again later); either
-/// spelling is accepted for either kind.
+/// spelling is accepted for either kind. Routers read them as `keep` (= deliver: the client's
+/// choice stands) and `reject` (= skip; hold also rejects: the send fails and nothing is
+/// stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailurePolicy {
@@ -23,11 +25,11 @@ impl std::str::FromStr for FailurePolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "deliver" | "commit" => Ok(FailurePolicy::Deliver),
-            "skip" | "rollback" => Ok(FailurePolicy::Skip),
+            "deliver" | "commit" | "keep" => Ok(FailurePolicy::Deliver),
+            "skip" | "rollback" | "reject" => Ok(FailurePolicy::Skip),
             "hold" | "unknown" => Ok(FailurePolicy::Hold),
             _ => Err(format!(
-                "{s:?} is not a failure policy (deliver, skip, hold; for transaction checkers also commit, rollback, unknown)"
+                "{s:?} is not a failure policy (deliver, skip, hold; for transaction checkers also commit, rollback, unknown; for routers keep, reject)"
             )),
         }
     }

@@ -1,5 +1,6 @@
-//! WebAssembly plugins (DESIGN.md §6): filters that consumers subscribe with, run broker-side
-//! in a wasmtime sandbox, loaded, upgraded and unloaded while the broker runs.
+//! WebAssembly plugins (DESIGN.md §6): filters that consumers subscribe with, transaction
+//! checkers and routers bound to topics, run broker-side in a wasmtime sandbox, loaded,
+//! upgraded and unloaded while the broker runs.
 //!
 //! | file | concept |
 //! |---|---|
@@ -9,6 +10,7 @@
 //! | [`guest`] | what every plugin kind shares: store limits, linking without WASI, stats, quarantine |
 //! | [`filter`] | one loaded filter version: warm instances, typed calls, failure accounting |
 //! | [`txn_checker`] | one loaded transaction check-back handler version |
+//! | [`router`] | one loaded router version: where each message of a send request goes |
 //! | [`bindings`] | which plugin serves which topic for a per-topic kind (txn-checker, ...); persisted |
 //! | [`registry`] | names and expression types to versions; load / upgrade / unload; persisted |
 //!
@@ -21,12 +23,14 @@ pub mod filter;
 pub mod guest;
 pub mod limits;
 pub mod registry;
+pub mod router;
 pub mod shipped;
 pub mod txn_checker;
 
 pub use filter::{Compiled, EvalError, LoadedFilter, Prefilter};
 pub use limits::{FailurePolicy, PluginLimits};
 pub use registry::{Loaded, PluginInfo, PluginKind, Registry};
+pub use router::{Destination, LoadedRouter, RouteTarget, RouteVerdict};
 pub use txn_checker::{LoadedChecker, TxnMeta, TxnVerdict};
 
 /// ABI major this host speaks (the WIT package version 0.1 -> 1).

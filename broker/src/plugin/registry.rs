@@ -17,6 +17,7 @@ use super::bindings::Bindings;
 use super::engine::PluginEngine;
 use super::filter::{LoadedFilter, FILTER_EXPORT};
 use super::guest::Stats;
+use super::router::{LoadedRouter, ROUTER_EXPORT};
 use super::txn_checker::{LoadedChecker, TXN_CHECKER_EXPORT};
 use super::PluginError;
 
@@ -56,9 +57,11 @@ impl Module {
             Ok(PluginKind::Filter)
         } else if has(TXN_CHECKER_EXPORT) {
             Ok(PluginKind::TxnChecker)
+        } else if has(ROUTER_EXPORT) {
+            Ok(PluginKind::Router)
         } else {
             Err(PluginError::Invalid(format!(
-                "exports neither {FILTER_EXPORT} nor {TXN_CHECKER_EXPORT} (it exports: {})",
+                "exports neither {FILTER_EXPORT} nor {TXN_CHECKER_EXPORT} nor {ROUTER_EXPORT} (it exports: {})",
                 if self.exports.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -75,6 +78,7 @@ impl Module {
 pub enum PluginKind {
     Filter,
     TxnChecker,
+    Router,
 }
 
 impl PluginKind {
@@ -82,6 +86,7 @@ impl PluginKind {
         match self {
             PluginKind::Filter => "filter",
             PluginKind::TxnChecker => "txn-checker",
+            PluginKind::Router => "router",
         }
     }
 }
@@ -92,8 +97,9 @@ impl std::str::FromStr for PluginKind {
         match s {
             "filter" => Ok(PluginKind::Filter),
             "txn-checker" => Ok(PluginKind::TxnChecker),
+            "router" => Ok(PluginKind::Router),
             _ => Err(PluginError::Invalid(format!(
-                "unknown plugin kind {s:?} (filter, txn-checker)"
+                "unknown plugin kind {s:?} (filter, txn-checker, router)"
             ))),
         }
     }
@@ -104,6 +110,7 @@ impl std::str::FromStr for PluginKind {
 pub enum Loaded {
     Filter(Arc<LoadedFilter>),
     TxnChecker(Arc<LoadedChecker>),
+    Router(Arc<LoadedRouter>),
 }
 
 impl Loaded {
@@ -122,6 +129,9 @@ impl Loaded {
             PluginKind::TxnChecker => Loaded::TxnChecker(LoadedChecker::from_module(
                 engine, name, version, &m, config,
             )?),
+            PluginKind::Router => Loaded::Router(LoadedRouter::from_module(
+                engine, name, version, &m, config,
+            )?),
         })
     }
 
@@ -129,6 +139,7 @@ impl Loaded {
         match self {
             Loaded::Filter(_) => PluginKind::Filter,
             Loaded::TxnChecker(_) => PluginKind::TxnChecker,
+            Loaded::Router(_) => PluginKind::Router,
         }
     }
 
@@ -136,6 +147,7 @@ impl Loaded {
         match self {
             Loaded::Filter(f) => &f.name,
             Loaded::TxnChecker(c) => &c.name,
+            Loaded::Router(r) => &r.name,
         }
     }
 
@@ -143,6 +155,7 @@ impl Loaded {
         match self {
             Loaded::Filter(f) => f.version,
             Loaded::TxnChecker(c) => c.version,
+            Loaded::Router(r) => r.version,
         }
     }
 
@@ -150,6 +163,7 @@ impl Loaded {
         match self {
             Loaded::Filter(f) => &f.sha256,
             Loaded::TxnChecker(c) => &c.sha256,
+            Loaded::Router(r) => &r.sha256,
         }
     }
 
@@ -157,13 +171,14 @@ impl Loaded {
         match self {
             Loaded::Filter(f) => &f.config,
             Loaded::TxnChecker(c) => &c.config,
+            Loaded::Router(r) => &r.config,
         }
     }
 
     fn expression_types(&self) -> &[String] {
         match self {
             Loaded::Filter(f) => &f.expression_types,
-            Loaded::TxnChecker(_) => &[],
+            Loaded::TxnChecker(_) | Loaded::Router(_) => &[],
         }
     }
 
@@ -171,6 +186,7 @@ impl Loaded {
         match self {
             Loaded::Filter(f) => f.retire(),
             Loaded::TxnChecker(c) => c.retire(),
+            Loaded::Router(r) => r.retire(),
         }
     }
 }
@@ -211,12 +227,15 @@ impl PluginInfo {
         let (s, size, limits): (&Stats, usize, &super::PluginLimits) = match p {
             Loaded::Filter(f) => (&f.stats, f.size, &f.limits),
             Loaded::TxnChecker(c) => (&c.stats, c.size, &c.limits),
+            Loaded::Router(r) => (&r.stats, r.size, &r.limits),
         };
         let messages = s.messages.load(Ordering::Relaxed);
         let on_failure = match (p.kind(), limits.on_failure) {
             (PluginKind::TxnChecker, super::FailurePolicy::Deliver) => "commit".to_string(),
             (PluginKind::TxnChecker, super::FailurePolicy::Skip) => "rollback".to_string(),
             (PluginKind::TxnChecker, super::FailurePolicy::Hold) => "unknown".to_string(),
+            (PluginKind::Router, super::FailurePolicy::Deliver) => "keep".to_string(),
+            (PluginKind::Router, _) => "reject".to_string(),
             (_, policy) => format!("{policy:?}").to_lowercase(),
         };
         PluginInfo {
@@ -543,11 +562,30 @@ impl Registry {
 
     /// The transaction checker bound to `topic` (or to every topic), if any.
     pub fn txn_checker_for(&self, topic: &str) -> Option<Arc<LoadedChecker>> {
-        let name = self.bindings.resolve(PluginKind::TxnChecker, topic)?;
-        match self.state.read().by_name.get(&name) {
-            Some(Loaded::TxnChecker(c)) => Some(c.clone()),
+        match self.bound(PluginKind::TxnChecker, topic)? {
+            Loaded::TxnChecker(c) => Some(c),
             _ => None,
         }
+    }
+
+    /// The router bound to `topic` (or to every topic), if any. On the send path: without
+    /// any router binding it is one atomic load.
+    pub fn router_for(&self, topic: &str) -> Option<Arc<LoadedRouter>> {
+        match self.bound(PluginKind::Router, topic)? {
+            Loaded::Router(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn bound(&self, kind: PluginKind, topic: &str) -> Option<Loaded> {
+        if !self.bindings.any(kind) {
+            return None;
+        }
+        self.bindings
+            .resolve_with(kind, topic, |name| {
+                self.state.read().by_name.get(name).cloned()
+            })
+            .flatten()
     }
 
     /// Binds plugin `name` (of `kind`) to `topic` (`*` for every topic without its own).

@@ -3,17 +3,15 @@
 //! filters. The transaction checker ([`crate::transaction::check`]) calls it for half messages
 //! due for a check, before asking the producer group.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::Mutex;
 use wasmtime::Store;
 
 use super::batch::BatchEncoder;
 use super::engine::PluginEngine;
 use super::filter::EvalError;
-use super::guest::{self, trap_reason, GuestState, Stats};
+use super::guest::{self, trap_reason, GuestState, Pool, Stats};
 use super::limits::PluginLimits;
 use super::{PluginError, ABI_VERSION};
 
@@ -63,9 +61,8 @@ pub struct LoadedChecker {
     plugin_config: Vec<(String, String)>,
     pre: wit::TxnCheckerPluginPre<GuestState>,
     ticks: u64,
-    idle: Mutex<Vec<Warm>>,
+    pool: Pool<Warm>,
     pub stats: Stats,
-    retired: AtomicBool,
 }
 
 impl LoadedChecker {
@@ -107,9 +104,8 @@ impl LoadedChecker {
             limits,
             plugin_config,
             pre,
-            idle: Mutex::new(Vec::new()),
+            pool: Pool::default(),
             stats: Stats::default(),
-            retired: AtomicBool::new(false),
         };
         let mut w = c.instantiate().map_err(|e| match e {
             EvalError::Failed { reason, .. } if reason.starts_with("configure: ") => {
@@ -142,18 +138,13 @@ impl LoadedChecker {
                 out.len()
             )));
         }
-        c.idle.lock().push(w);
+        c.pool.give_back(w);
         Ok(Arc::new(c))
     }
 
     /// Marks this version replaced or unloaded.
     pub fn retire(&self) {
-        self.retired.store(true, Ordering::Release);
-        self.idle.lock().clear();
-    }
-
-    pub fn retired(&self) -> bool {
-        self.retired.load(Ordering::Acquire)
+        self.pool.retire();
     }
 
     fn failed(&self, reason: String) -> EvalError {
@@ -208,11 +199,9 @@ impl LoadedChecker {
         if self.stats.quarantined() {
             return Err(EvalError::Quarantined(self.name.clone()));
         }
-        let popped = self.idle.lock().pop();
-        let mut w = match popped {
-            Some(w) => w,
-            None => self.instantiate().inspect_err(|e| self.count_failure(e))?,
-        };
+        let mut w = self
+            .pool
+            .take(|| self.instantiate().inspect_err(|e| self.count_failure(e)))?;
         let start = Instant::now();
         let meta: Vec<wit_txn::TxnMeta> = meta
             .iter()
@@ -240,9 +229,7 @@ impl LoadedChecker {
         match r {
             Ok(v) => {
                 self.stats.success(n, start.elapsed().as_nanos() as u64);
-                if !self.retired() {
-                    self.idle.lock().push(w);
-                }
+                self.pool.give_back(w);
                 Ok(v.into_iter()
                     .map(|v| match v {
                         wit_txn::TxnVerdict::Unknown => TxnVerdict::Unknown,

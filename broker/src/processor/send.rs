@@ -68,10 +68,11 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
         body: &req.body,
         properties: h.properties,
     };
-    let result = if prepared {
-        // Half message: stored invisibly until END_TRANSACTION or a check resolves it.
-        crate::transaction::half_put(b, &base, h.producer_group).await
-    } else if h.batch {
+    // The router bound to the topic, if any, decides where each message goes (before the
+    // delay, timer and transaction steps, which then park the routed destination).
+    let router = b.plugins.router_for(h.topic);
+    let mut plan: Option<crate::routing::Plan> = None;
+    let result = if h.batch {
         let entries = match batch::decode(&req.body) {
             Ok(e) if !e.is_empty() => e,
             Ok(_) => return reply(req, response::MESSAGE_ILLEGAL, "empty batch"),
@@ -112,43 +113,96 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
                 ..base
             });
         }
-        b.store.put(&msgs).await
-    } else {
-        match crate::schedule::requested_level(h.properties, &b.delay_levels) {
-            Err(e) => return reply(req, response::MESSAGE_ILLEGAL, e.to_string()),
-            Ok(Some(level)) => {
-                // Delayed: parked in the schedule topic until due (see `schedule`).
-                let props = crate::schedule::park_properties(h.properties, h.topic, queue_id);
-                let parked = MessageInput {
-                    topic: crate::schedule::SCHEDULE_TOPIC,
-                    queue_id: level - 1,
-                    properties: &props,
-                    ..base
-                };
-                b.store.put(std::slice::from_ref(&parked)).await
+        if let Some(r) = &router {
+            match crate::routing::route(b, r, &topic, &msgs) {
+                Ok(p) => plan = p,
+                Err((code, remark)) => return reply(req, code, remark),
             }
-            Ok(None) => {
-                let max = std::time::Duration::from_secs(b.config.timer_max_delay_secs);
-                let now = crate::store::commit_log::now_ms();
-                match crate::timer::requested_delivery(h.properties, now, max) {
-                    Err(e) => return reply(req, response::MESSAGE_ILLEGAL, e.to_string()),
-                    Ok(Some(at)) => {
-                        // Timed: parked in the timer topic until `at` (see `timer`).
-                        let props =
-                            crate::timer::timer_properties(h.properties, h.topic, queue_id, at);
-                        let parked = MessageInput {
-                            topic: crate::timer::TIMER_TOPIC,
-                            queue_id: 0,
-                            properties: &props,
-                            ..base
-                        };
-                        b.store.put(std::slice::from_ref(&parked)).await
+        }
+        match &plan {
+            Some(p) => b.store.put_dispatched(&p.apply(&msgs), &p.extra).await,
+            None => b.store.put(&msgs).await,
+        }
+    } else {
+        let mut base = base;
+        if let Some(r) = &router {
+            match crate::routing::route(b, r, &topic, std::slice::from_ref(&base)) {
+                Ok(p) => plan = p,
+                Err((code, remark)) => return reply(req, code, remark),
+            }
+        }
+        let mut extra: &[Vec<crate::store::multi_dispatch::DispatchTarget>] = &[];
+        if let Some(p) = &plan {
+            base.topic = p.topic(0);
+            base.queue_id = p.queue(0);
+            extra = &p.extra;
+        }
+        let fans_out = plan.as_ref().is_some_and(|p| p.fans_out());
+        let not_immediate = |what: &str| {
+            reply(
+                req,
+                response::MESSAGE_ILLEGAL,
+                format!(
+                    "router {}: extra dispatch targets are not supported for {what} messages",
+                    router.as_ref().map_or("", |r| r.name.as_str())
+                ),
+            )
+        };
+        if prepared {
+            if fans_out {
+                return not_immediate("transactional");
+            }
+            // Half message: stored invisibly until END_TRANSACTION or a check resolves it.
+            crate::transaction::half_put(b, &base, h.producer_group).await
+        } else {
+            match crate::schedule::requested_level(h.properties, &b.delay_levels) {
+                Err(e) => return reply(req, response::MESSAGE_ILLEGAL, e.to_string()),
+                Ok(Some(_)) if fans_out => return not_immediate("delayed"),
+                Ok(Some(level)) => {
+                    // Delayed: parked in the schedule topic until due (see `schedule`).
+                    let props =
+                        crate::schedule::park_properties(h.properties, base.topic, base.queue_id);
+                    let parked = MessageInput {
+                        topic: crate::schedule::SCHEDULE_TOPIC,
+                        queue_id: level - 1,
+                        properties: &props,
+                        ..base
+                    };
+                    b.store.put(std::slice::from_ref(&parked)).await
+                }
+                Ok(None) => {
+                    let max = std::time::Duration::from_secs(b.config.timer_max_delay_secs);
+                    let now = crate::store::commit_log::now_ms();
+                    match crate::timer::requested_delivery(h.properties, now, max) {
+                        Err(e) => return reply(req, response::MESSAGE_ILLEGAL, e.to_string()),
+                        Ok(Some(_)) if fans_out => return not_immediate("timed"),
+                        Ok(Some(at)) => {
+                            // Timed: parked in the timer topic until `at` (see `timer`).
+                            let props = crate::timer::timer_properties(
+                                h.properties,
+                                base.topic,
+                                base.queue_id,
+                                at,
+                            );
+                            let parked = MessageInput {
+                                topic: crate::timer::TIMER_TOPIC,
+                                queue_id: 0,
+                                properties: &props,
+                                ..base
+                            };
+                            b.store.put(std::slice::from_ref(&parked)).await
+                        }
+                        Ok(None) => {
+                            b.store
+                                .put_dispatched(std::slice::from_ref(&base), extra)
+                                .await
+                        }
                     }
-                    Ok(None) => b.store.put(std::slice::from_ref(&base)).await,
                 }
             }
         }
     };
+    let queue_id = plan.as_ref().map_or(queue_id, |p| p.queue(0));
     let code = match &result.status {
         PutStatus::Ok => response::SUCCESS,
         PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
@@ -214,7 +268,7 @@ const DELIVERY_TIME_PROPERTIES: [&str; 5] = [
 ];
 
 /// Topics the broker uses internally; clients may not write them directly.
-fn is_system_topic(topic: &str) -> bool {
+pub(crate) fn is_system_topic(topic: &str) -> bool {
     topic == crate::schedule::SCHEDULE_TOPIC
         || topic == crate::namesrv::route_table::AUTO_CREATE_TOPIC
         || topic.starts_with("rmq_sys_")
