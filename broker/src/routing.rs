@@ -17,6 +17,7 @@ use crate::plugin::batch::BatchEncoder;
 use crate::plugin::{Destination, EvalError, FailurePolicy, LoadedRouter, RouteTarget};
 use crate::protocol::response;
 use crate::store::multi_dispatch::{DispatchTarget, MAX_TARGETS};
+use crate::store::record::SYSFLAG_COMPRESSED;
 use crate::store::MessageInput;
 
 /// Where the messages of a request go after routing.
@@ -71,11 +72,21 @@ pub fn route(
     topic: &TopicConfig,
     msgs: &[MessageInput<'_>],
 ) -> Result<Option<Plan>, Refusal> {
+    let max_body = b.config.store.max_message_size;
     let verdicts = ENCODER.with(|enc| {
         let mut enc = enc.borrow_mut();
         enc.clear();
         for m in msgs {
-            let body = if router.needs_body { m.body } else { &[] };
+            let inflated;
+            let body = if !router.needs_body {
+                &[][..]
+            } else if m.sysflag & SYSFLAG_COMPRESSED != 0 {
+                // The router sees the body the producer wrote, not its zlib form.
+                inflated = inflate(m.body, max_body);
+                inflated.as_deref().unwrap_or(m.body)
+            } else {
+                m.body
+            };
             enc.push(
                 m.queue_id as i64,
                 m.born_timestamp,
@@ -222,5 +233,30 @@ fn fallback(router: &LoadedRouter, e: EvalError) -> Result<Option<Plan>, Refusal
             response::SYSTEM_ERROR,
             format!("router {} failed, the send is refused: {e}", router.name),
         )),
+    }
+}
+
+/// A zlib body inflated, at most `max` bytes; `None` when it does not inflate.
+fn inflate(body: &[u8], max: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(body)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() <= max).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn compressed_bodies_are_inflated_within_the_limit() {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(br#"{"id":1}"#).unwrap();
+        let packed = z.finish().unwrap();
+        assert_eq!(super::inflate(&packed, 100).unwrap(), br#"{"id":1}"#);
+        assert!(super::inflate(&packed, 3).is_none());
+        assert!(super::inflate(b"not zlib", 100).is_none());
     }
 }

@@ -342,3 +342,93 @@ fn txn_checkers_decide_batches_and_failures_are_contained() {
         4
     );
 }
+
+#[test]
+fn routers_give_one_verdict_per_message_and_failures_are_contained() {
+    let r = registry();
+    r.load("hr", &wasm("hash-router"), vec![]).unwrap();
+    r.load(
+        "guard",
+        &wasm("schema-guard"),
+        vec![kv("required", "id,type")],
+    )
+    .unwrap();
+    r.load(
+        "rm",
+        &wasm("router-misbehave"),
+        vec![
+            kv("wasmq.deadline_ms", "50"),
+            kv("wasmq.quarantine_after", "100"),
+        ],
+    )
+    .unwrap();
+    r.bind(PluginKind::Router, "Keyed", "hr").unwrap();
+    r.bind(PluginKind::Router, "Events", "guard").unwrap();
+    r.bind(PluginKind::Router, "*", "rm").unwrap();
+    let hr = r.router_for("Keyed").unwrap();
+    assert!(!hr.needs_body);
+    let mut e = BatchEncoder::new();
+    for k in ["a", "b", "a", ""] {
+        let props = if k.is_empty() {
+            String::new()
+        } else {
+            format!("KEYS\u{1}{k}\u{2}")
+        };
+        e.push(3, 0, b"Keyed", props.as_bytes(), b"");
+    }
+    let v = hr.route(4, &e).unwrap();
+    let q = |i: usize| match v[i].route {
+        Destination::Queue(q) => Some(q),
+        _ => None,
+    };
+    // RocketMQ's SelectMessageQueueByHash: |hashCode % n|.
+    let a = (crate::store::record::tag_hash("a") % 4).unsigned_abs();
+    assert_eq!(q(0), Some(a as u32));
+    assert_eq!(q(0), q(2), "one key, one queue");
+    assert_eq!(v[3].route, Destination::Keep, "no key: the client's choice");
+
+    let guard = r.router_for("Events").unwrap();
+    assert!(guard.needs_body);
+    let mut e = BatchEncoder::new();
+    for body in [r#"{"id":1,"type":"x"}"#, r#"{"id":1}"#, "nope"] {
+        e.push(0, 0, b"Events", b"", body.as_bytes());
+    }
+    let v = guard.route(4, &e).unwrap();
+    assert_eq!(v[0].route, Destination::Keep);
+    assert!(
+        matches!(&v[1].route, Destination::Reject(r) if r.contains("\"type\"")),
+        "{v:?}"
+    );
+    assert!(matches!(&v[2].route, Destination::Reject(r) if r.contains("not valid JSON")));
+
+    // Default binding; misbehaviour is contained and the next call works.
+    let rm = r.router_for("Anything").unwrap();
+    for mode in ["trap", "loop", "grow", "bad-len"] {
+        let mut e = BatchEncoder::new();
+        let props = format!("ROUTE_TEST\u{1}{mode}\u{2}");
+        e.push(0, 0, b"Anything", props.as_bytes(), b"");
+        let start = Instant::now();
+        assert!(rm.route(4, &e).is_err(), "{mode}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let mut ok = BatchEncoder::new();
+        ok.push(0, 0, b"Anything", b"ROUTE_TEST\x01extra:A,B:1\x02", b"");
+        let v = rm.route(4, &ok).unwrap();
+        assert_eq!(v[0].route, Destination::Keep);
+        assert_eq!(
+            v[0].extra,
+            [
+                RouteTarget {
+                    topic: "A".into(),
+                    queue: None
+                },
+                RouteTarget {
+                    topic: "B".into(),
+                    queue: Some(1)
+                }
+            ]
+        );
+    }
+    // A router cannot be bound as a txn-checker, nor upgraded into one.
+    assert!(r.bind(PluginKind::TxnChecker, "T", "hr").is_err());
+    assert!(r.upgrade("hr", &wasm("txn-misbehave"), None).is_err());
+}
