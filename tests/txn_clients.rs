@@ -8,11 +8,13 @@ mod broker_support;
 mod clients_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use broker_support::BrokerProc;
 use clients_support::{events, ClientProc, Lang};
 use serde_json::{json, Value};
+use wasmq::net::RemotingClient;
+use wasmq::protocol::{request, response, ExtFields, RemotingCommand};
 
 /// One case: its keys (and body), what the local transaction answers, what a check-back answers.
 struct Case {
@@ -51,13 +53,45 @@ fn str_set<'a>(lines: &'a [Value], kind: &str, field: &str) -> BTreeSet<&'a str>
         .collect()
 }
 
+/// Waits (bounded) until the NameServer serves a route for `topic` (auto-creating it): the
+/// broker's ports accept connections a little before it answers requests.
+fn wait_route(broker: &BrokerProc, topic: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = RemotingClient::connect(broker.namesrv).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut e = ExtFields::new();
+            e.insert("topic", topic);
+            let r = c
+                .invoke(
+                    RemotingCommand::new_request(request::GET_ROUTEINFO_BY_TOPIC, e),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+            if r.code == response::SUCCESS {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no route for {topic}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
 #[test]
 fn python_transactions_commit_rollback_and_check_back() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("broker.toml");
+    // Checks every second for up to a minute: the C++ client may register its producer group
+    // (by heartbeat) only 30 s after it starts, see below.
     std::fs::write(
         &cfg,
-        "[broker]\ntransaction_timeout_ms = 1000\ntransaction_check_interval_ms = 1000\n",
+        "[broker]\ntransaction_timeout_ms = 1000\ntransaction_check_interval_ms = 1000\n\
+         transaction_check_max = 60\n",
     )
     .unwrap();
     let broker = BrokerProc::start(
@@ -66,10 +100,15 @@ fn python_transactions_commit_rollback_and_check_back() {
     );
     let ns = broker.namesrv.to_string();
 
+    // The C++ client heartbeats (registering its producer group, the only way the broker
+    // learns where to send check-backs) at start, 10 ms later and then every 30 s, each time
+    // to the brokers it knows by then: it knows this one once the first send has looked up
+    // the topic's route. A route served at once usually beats the 10 ms heartbeat.
+    wait_route(&broker, "TxnTopic");
+
     // All four cases in one producer run. It stays up until both unknown ones were checked
-    // back, plus two check intervals in which a repeated check would show (20 s at most). The
-    // C++ client registers its producer group by a heartbeat as soon as it learns the topic's
-    // route (at the first send), then every 30 s.
+    // back, plus two check intervals in which a repeated check would show; 45 s at most,
+    // past the 30 s heartbeat.
     let messages: Vec<Value> = CASES
         .iter()
         .map(|c| {
@@ -80,8 +119,8 @@ fn python_transactions_commit_rollback_and_check_back() {
     let producer = ClientProc::spawn(
         Lang::Python,
         &json!({"role": "txn-produce", "namesrv": ns, "topic": "TxnTopic", "group": "PG_TXN_PY",
-        "messages": messages, "expectChecks": 2, "graceMs": 2000, "lingerMs": 20000,
-        "timeoutMs": 40000}),
+        "messages": messages, "expectChecks": 2, "graceMs": 2000, "lingerMs": 45000,
+        "timeoutMs": 60000}),
     );
     let out = producer.finish(Duration::from_secs(90));
     let log = || format!("{out:#?}\nbroker log:\n{}", broker.log_text());

@@ -101,6 +101,20 @@ impl ClientRegistry {
         );
     }
 
+    /// Registers `conn` as a live producer of `group` unless it already is one: a connection
+    /// that sends a half message can answer check-backs even before its first heartbeat
+    /// (some clients heartbeat only every 30 s, and only to brokers they already knew).
+    pub fn note_producer_connection(&self, group: &str, conn: &Arc<Connection>) {
+        let known = self
+            .producers
+            .read()
+            .get(group)
+            .is_some_and(|m| m.values().any(|c| c.conn.id() == conn.id()));
+        if !known {
+            self.register_producer(group, &format!("conn-{}", conn.id()), conn);
+        }
+    }
+
     /// Removes a client from a consumer group. Returns true if it was a member.
     pub fn unregister_consumer(&self, group: &str, client_id: &str) -> bool {
         let mut groups = self.consumers.write();

@@ -16,6 +16,7 @@ fn free() -> SocketAddr {
 
 struct Broker {
     child: Child,
+    broker: SocketAddr,
     namesrv: SocketAddr,
 }
 
@@ -38,8 +39,14 @@ fn broker_bin() -> PathBuf {
 }
 
 fn start(dir: &std::path::Path) -> Broker {
+    start_with(dir, &[])
+}
+
+/// A broker with extra flags (e.g. `--config FILE`).
+fn start_with(dir: &std::path::Path, extra: &[&str]) -> Broker {
     let (b, ns) = (free(), free());
     let child = Command::new(broker_bin())
+        .args(extra)
         .args([
             "--listen",
             &b.to_string(),
@@ -58,7 +65,11 @@ fn start(dir: &std::path::Path) -> Broker {
         assert!(Instant::now() < deadline, "broker did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    Broker { child, namesrv: ns }
+    Broker {
+        child,
+        broker: b,
+        namesrv: ns,
+    }
 }
 
 fn wasmq(b: &Broker, args: &[&str]) -> Output {
@@ -567,4 +578,271 @@ fn plugin_new_writes_a_buildable_crate() {
         .unwrap();
     assert!(st.success());
     assert!(target.join("wasm32-wasip2/release/my_filter.wasm").exists());
+}
+
+const TXN_GROUP: &str = "PG_CLI_TXN";
+
+/// A `--config` file holding `body` as its `[broker]` table (other keys keep their defaults).
+fn broker_config(dir: &std::path::Path, body: &str) -> String {
+    let cfg = dir.join("broker.toml");
+    std::fs::write(&cfg, format!("[broker]\n{body}\n")).unwrap();
+    cfg.display().to_string()
+}
+
+/// Sends a half message as Java/C++ producers do (sysflag PREPARED, TRAN_MSG, PGROUP) on a
+/// connection closed right after, so no producer is left to answer check-backs. Returns its
+/// commit log offset (from the reply's message id).
+fn send_half(b: &Broker, topic: &str, uniq: &str, extra_props: &str, body: &str) -> i64 {
+    use wasmq::net::RemotingClient;
+    use wasmq::protocol::{message_id, request, response, ExtFields, RemotingCommand};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = RemotingClient::connect(b.broker).await.unwrap();
+        let props = format!(
+            "TRAN_MSG\u{1}true\u{2}PGROUP\u{1}{TXN_GROUP}\u{2}UNIQ_KEY\u{1}{uniq}\u{2}KEYS\u{1}{uniq}\u{2}{extra_props}"
+        );
+        let mut e = ExtFields::new();
+        for (k, v) in [
+            ("a", TXN_GROUP),
+            ("b", topic),
+            ("e", "0"),
+            ("f", "4"),
+            ("g", "1"),
+            ("i", &props),
+        ] {
+            e.insert(k, v);
+        }
+        let req = RemotingCommand::new_request(request::SEND_MESSAGE_V2, e)
+            .with_body(body.as_bytes().to_vec());
+        let r = c.invoke(req, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        message_id::decode(r.ext_fields.get("msgId").unwrap())
+            .unwrap()
+            .1
+    })
+}
+
+/// The rows of `wasmq txn list` (OFFSET TOPIC QUEUE GROUP AGE_MS CHECKS STATE CHECKER
+/// UNIQ_KEY), after checking its `broker <addr>: N pending` header.
+fn txn_rows(b: &Broker, out: &str) -> Vec<Vec<String>> {
+    let mut lines = out.lines();
+    let header = lines.next().unwrap_or_default();
+    let prefix = format!("broker {}: ", b.broker);
+    let n: usize = header
+        .strip_prefix(&prefix)
+        .and_then(|r| r.strip_suffix(" pending"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected header {header:?} in {out}"));
+    let mut rows = Vec::new();
+    let mut columns = None;
+    for l in lines {
+        if l.trim_start().starts_with("OFFSET") {
+            // Where OFFSET ends (right-aligned numbers) and UNIQ_KEY starts.
+            columns = Some((l.find("OFFSET").unwrap() + 6, l.find("UNIQ_KEY").unwrap()));
+            continue;
+        }
+        let (offset_end, uniq_start) = columns.unwrap_or_else(|| panic!("no column header: {out}"));
+        let row: Vec<String> = l.split_whitespace().map(String::from).collect();
+        // The table lines up: every column under its header.
+        assert_eq!(
+            l.get(..offset_end).map(str::trim_start),
+            Some(row[0].as_str()),
+            "{out}"
+        );
+        assert_eq!(l.get(uniq_start..), row.last().map(String::as_str), "{out}");
+        rows.push(row);
+    }
+    assert_eq!(rows.len(), n, "{out}");
+    rows
+}
+
+/// Polls `wasmq txn list` (bounded) until it reports `n` pending; returns its last output.
+fn wait_txn_pending(b: &Broker, n: usize, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = ok(b, &["txn", "list"]);
+        if txn_rows(b, &out).len() == n || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `wasmq consume` of one topic: the stdout lines, and whether it got `count` in time.
+fn consume(b: &Broker, topic: &str, group: &str, count: usize, timeout_ms: u64) -> (bool, String) {
+    let o = wasmq(
+        b,
+        &[
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--count",
+            &count.to_string(),
+            "--timeout-ms",
+            &timeout_ms.to_string(),
+        ],
+    );
+    (o.status.success(), String::from_utf8(o.stdout).unwrap())
+}
+
+#[test]
+fn txn_list_then_operator_commit_and_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing checks the half messages during this test: only the operator resolves them.
+    let cfg = broker_config(dir.path(), "transaction_timeout_ms = 600000");
+    let b = start_with(&dir.path().join("store"), &["--config", &cfg]);
+    assert!(ok(
+        &b,
+        &["topic", "create", "--topic", "TxCli", "--queues", "1"]
+    )
+    .contains("created"));
+    assert!(txn_rows(&b, &ok(&b, &["txn", "list"])).is_empty());
+
+    let keep = send_half(&b, "TxCli", "cli-commit", "", "commit-by-hand");
+    let drop = send_half(&b, "TxCli", "cli-rollback", "", "rollback-by-hand");
+    let out = ok(&b, &["txn", "list"]);
+    let rows = txn_rows(&b, &out);
+    assert_eq!(rows.len(), 2, "{out}");
+    let row = rows
+        .iter()
+        .find(|r| r.last().map(String::as_str) == Some("cli-commit"))
+        .unwrap_or_else(|| panic!("{out}"));
+    // OFFSET TOPIC QUEUE GROUP AGE_MS CHECKS STATE CHECKER UNIQ_KEY; no checker bound.
+    assert_eq!(row[0], keep.to_string(), "{out}");
+    assert_eq!(&row[1..4], ["TxCli", "0", TXN_GROUP], "{out}");
+    assert_eq!(&row[5..8], ["0", "pending", "-"], "{out}");
+    assert!(rows.iter().any(|r| r[0] == drop.to_string()), "{out}");
+    // Filtered by topic; as JSON.
+    assert!(txn_rows(&b, &ok(&b, &["txn", "list", "--topic", "Other"])).is_empty());
+    let json = ok(&b, &["txn", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(v["broker"], b.broker.to_string());
+    assert_eq!(v["pending"].as_array().unwrap().len(), 2, "{json}");
+    // Half messages are invisible to consumers.
+    let (got_all, out) = consume(&b, "TxCli", "G", 1, 500);
+    assert!(!got_all && out.is_empty(), "{out}");
+
+    // The operator commits one and rolls back the other.
+    let out = ok(&b, &["txn", "commit", "--offset", &keep.to_string()]);
+    assert!(
+        out.starts_with(&format!("commit of offset {keep} on {}", b.broker)),
+        "{out}"
+    );
+    let out = ok(&b, &["txn", "rollback", "--offset", &drop.to_string()]);
+    assert!(
+        out.starts_with(&format!("rollback of offset {drop}")),
+        "{out}"
+    );
+    assert!(txn_rows(&b, &ok(&b, &["txn", "list"])).is_empty());
+    // Exactly the committed one is delivered.
+    let (got_all, out) = consume(&b, "TxCli", "G", 1, 10_000);
+    assert!(got_all, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains("keys=cli-commit ") && out.ends_with("body=commit-by-hand\n"),
+        "{out}"
+    );
+    let (got_all, out) = consume(&b, "TxCli", "G", 1, 500);
+    assert!(!got_all && out.is_empty(), "nothing else: {out}");
+
+    // Resolving what is no longer (or never was) pending fails with the broker's reason.
+    for offset in [keep, 12345] {
+        let o = wasmq(&b, &["txn", "commit", "--offset", &offset.to_string()]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "no pending half message at commit log offset {offset}"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn txn_checker_plugin_resolves_without_a_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = broker_config(
+        dir.path(),
+        "transaction_timeout_ms = 200\ntransaction_check_interval_ms = 200\ntransaction_check_max = 1000",
+    );
+    let b = start_with(&dir.path().join("store"), &["--config", &cfg]);
+    assert!(ok(
+        &b,
+        &["topic", "create", "--topic", "TxPlug", "--queues", "1"]
+    )
+    .contains("created"));
+    let out = ok(
+        &b,
+        &[
+            "plugin",
+            "load",
+            "--name",
+            "dl",
+            "--file",
+            &plugin_file("txn-deadline-checker"),
+            "--config",
+            "deadline_ms=1000",
+            "--config",
+            "commit_property=PAID",
+        ],
+    );
+    assert!(out.starts_with("loaded dl version 1"), "{out}");
+    let out = ok(&b, &["txn", "bind", "--topic", "TxPlug", "--plugin", "dl"]);
+    assert!(
+        out.contains("bound txn-checker dl to topic TxPlug"),
+        "{out}"
+    );
+    let out = ok(&b, &["txn", "bindings"]);
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().eq(["TxPlug", "dl"])),
+        "{out}"
+    );
+    // Only txn-checker plugins bind.
+    let o = wasmq(
+        &b,
+        &["txn", "bind", "--topic", "TxPlug", "--plugin", "nope"],
+    );
+    assert!(!o.status.success());
+
+    // No producer is connected: the plugin alone decides.
+    let started = Instant::now();
+    send_half(&b, "TxPlug", "paid", "PAID\u{1}true\u{2}", "paid-order");
+    send_half(&b, "TxPlug", "stale", "", "stale-order");
+    let out = ok(&b, &["txn", "list"]);
+    if started.elapsed() < Duration::from_millis(800) {
+        // Younger than its deadline: the unpaid one is still pending, checked by dl.
+        let rows = txn_rows(&b, &out);
+        assert!(
+            rows.iter()
+                .any(|r| r[7] == "dl" && r.last().map(String::as_str) == Some("stale")),
+            "{out}"
+        );
+    }
+    let out = wait_txn_pending(&b, 0, Duration::from_secs(20));
+    assert!(txn_rows(&b, &out).is_empty(), "still pending: {out}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the unpaid one was rolled back at its deadline, not before"
+    );
+    // The paid one was committed, the other rolled back.
+    let (got_all, out) = consume(&b, "TxPlug", "G", 1, 10_000);
+    assert!(got_all, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.ends_with("body=paid-order\n"), "{out}");
+    let (got_all, out) = consume(&b, "TxPlug", "G", 1, 500);
+    assert!(!got_all && out.is_empty(), "nothing else: {out}");
+
+    let out = ok(&b, &["txn", "unbind", "--topic", "TxPlug"]);
+    assert!(
+        out.contains("unbound the txn-checker of topic TxPlug"),
+        "{out}"
+    );
+    assert!(!ok(&b, &["txn", "bindings"]).contains("TxPlug"));
 }

@@ -153,6 +153,11 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
                 return not_immediate("transactional");
             }
             // Half message: stored invisibly until END_TRANSACTION or a check resolves it.
+            let group = crate::protocol::properties::get_property(h.properties, "PGROUP")
+                .unwrap_or(h.producer_group);
+            if !group.is_empty() {
+                b.clients.note_producer_connection(group, conn);
+            }
             crate::transaction::half_put(b, &base, h.producer_group).await
         } else {
             match crate::schedule::requested_level(h.properties, &b.delay_levels) {
