@@ -846,3 +846,90 @@ fn txn_checker_plugin_resolves_without_a_producer() {
     );
     assert!(!ok(&b, &["txn", "bindings"]).contains("TxPlug"));
 }
+
+#[test]
+fn route_bind_list_unbind_with_hash_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path());
+    ok(
+        &b,
+        &["topic", "create", "--topic", "Keyed", "--queues", "4"],
+    );
+    let out = ok(
+        &b,
+        &[
+            "plugin",
+            "load",
+            "--name",
+            "hr",
+            "--file",
+            &plugin_file("hash-router"),
+        ],
+    );
+    assert!(out.contains("hr"), "{out}");
+    assert!(ok(&b, &["plugin", "list"])
+        .lines()
+        .any(|l| l.starts_with("hr ") && l.contains("router")));
+    // Bad bindings fail with a clear message.
+    let bad = wasmq(
+        &b,
+        &["route", "bind", "--topic", "Keyed", "--plugin", "nope"],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not loaded"));
+    let bad = wasmq(
+        &b,
+        &[
+            "route",
+            "bind",
+            "--topic",
+            "Keyed",
+            "--plugin",
+            "tag-filter",
+        ],
+    );
+    assert!(!bad.status.success());
+    ok(&b, &["route", "bind", "--topic", "Keyed", "--plugin", "hr"]);
+    assert!(ok(&b, &["route", "list"])
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Keyed", "hr"]));
+    // Whatever queue the tool picks, the router puts one key on one queue.
+    for i in 0..12 {
+        let q = (i % 4).to_string();
+        let out = ok(
+            &b,
+            &[
+                "send",
+                "--topic",
+                "Keyed",
+                "--queue",
+                &q,
+                "--keys",
+                &format!("k{}", i % 3),
+                "--body",
+                &format!("{i}"),
+            ],
+        );
+        assert!(out.starts_with("SEND_OK"), "{out}");
+    }
+    let (_, out) = consume(&b, "Keyed", "G", 12, 20_000);
+    let mut queue_of: std::collections::HashMap<String, String> = Default::default();
+    let mut n = 0;
+    for l in out.lines().filter(|l| l.starts_with("topic=Keyed")) {
+        let field = |k: &str| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix(&format!("{k}=")))
+                .unwrap_or("")
+                .to_string()
+        };
+        let prev = queue_of.insert(field("keys"), field("queue"));
+        assert!(prev.is_none_or(|p| p == field("queue")), "{out}");
+        n += 1;
+    }
+    assert_eq!(n, 12, "{out}");
+    assert_eq!(queue_of.len(), 3);
+    ok(&b, &["route", "unbind", "--topic", "Keyed"]);
+    assert!(!ok(&b, &["route", "list"]).contains("Keyed"));
+    let bad = wasmq(&b, &["route", "unbind", "--topic", "Keyed"]);
+    assert!(!bad.status.success());
+}
