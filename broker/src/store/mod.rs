@@ -3,10 +3,12 @@
 //! ```text
 //! put ──► CommitLog.append (one writer, mmap segments) ──► Flusher (sync: group commit | async)
 //!              │
-//!              └─► Dispatcher ──► ConsumeQueue per topic/queue (20-byte entries)
+//!              └─► Dispatcher ──► ConsumeQueue per topic/queue (20-byte entries), and per
+//!                            │    extra target of a multi-dispatched record (multi_dispatch)
 //!                            ├──► IndexService (KEYS / UNIQ_KEY hash index)
 //!                            └──► ArrivalListener (wakes long-polling pulls)
-//! get ──► ConsumeQueue (tag-hash prefilter) ──► CommitLog.read (zero-copy record bytes)
+//! get ──► ConsumeQueue (tag-hash prefilter) ──► CommitLog.read (zero-copy record bytes;
+//!         a copy with the target's topic/queue/offset when read through an extra target)
 //! ```
 //! Files under the store directory: `commitlog/<20-digit offset>`,
 //! `consumequeue/<topic>/<queue>/<20-digit offset>`, `index/<20-digit ms>`, `checkpoint`,
