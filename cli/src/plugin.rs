@@ -133,14 +133,15 @@ pub async fn run(c: &mut Cluster, cmd: PluginCmd) -> Result<()> {
                     println!(
                         "{:<16} {:>3} {:<12} {:<11} {:<14} {:>10} {:>8} {:>9}  {state}",
                         p["name"].as_str().unwrap_or(""),
-                        p["version"],
+                        p["version"].to_string(),
                         &p["sha256"].as_str().unwrap_or("")
                             [..12.min(p["sha256"].as_str().unwrap_or("").len())],
                         p["kind"].as_str().unwrap_or(""),
                         types.join(","),
-                        p["calls"],
-                        p["failures"],
-                        p["meanNsPerMessage"],
+                        // Numbers as strings: `Value`'s Display ignores widths.
+                        p["calls"].to_string(),
+                        p["failures"].to_string(),
+                        p["meanNsPerMessage"].to_string(),
                     );
                 }
             }
