@@ -9,6 +9,9 @@
 //             "broadcast":false,"from":"first"|"last","expect":N,"lingerMs":500,"timeoutMs":60000,
 //             "failTimes":0}
 //     -> {"event":"ready"} once subscribed, {"event":"msg",...} per delivery, {"event":"done",...}
+//     "topics":["T1","T2"] instead of "topic" subscribes the one consumer to each topic (same expr).
+//   A failed send reports {"event":"error","i":..,"error":<the exception's message>,"code":<the
+//   broker's response code, when the broker refused it>}.
 // Every run has a hard timeout and exits by itself.
 const crypto = require('crypto');
 const { Producer, Consumer, Message } = require('ali-ons');
@@ -49,7 +52,7 @@ async function produce() {
       const r = await producer.send(msg);
       out({ event: 'sent', i, start, at: Date.now(), status: r.sendStatus, msgId: r.msgId, queueId: r.messageQueue.queueId, queueOffset: Number(r.queueOffset) });
     } catch (e) {
-      out({ event: 'error', i, error: String(e.message || e) });
+      out({ event: 'error', i, error: String(e.message || e), code: e.code });
     }
     i++;
   }
@@ -76,7 +79,7 @@ async function consume() {
   let finish;
   const finished = new Promise(r => { finish = r; });
   const expr = job.type && job.type !== 'TAG' ? { expressionType: job.type, subString: job.expr } : (job.expr || '*');
-  consumer.subscribe(job.topic, expr, async msg => {
+  const handler = async msg => {
     // Retried copies have new ids: count failures by the original message.
     const id = msg.originMessageId || msg.msgId;
     const failed = failures.get(id) || 0;
@@ -96,7 +99,8 @@ async function consume() {
       at: Date.now(),
     });
     if (job.expect && count >= job.expect) finish();
-  });
+  };
+  for (const topic of job.topics || [job.topic]) consumer.subscribe(topic, expr, handler);
   out({ event: 'ready' });
   const timer = setTimeout(finish, job.timeoutMs || 60000);
   await finished;
