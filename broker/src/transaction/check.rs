@@ -246,7 +246,15 @@ async fn final_action(b: &Broker, p: &Pending) {
         FinalAction::Discard => {
             tracing::warn!(offset = p.offset, topic = %p.topic, group = %p.group, checks = p.checks,
                 "transaction unresolved after the last check: discarding it");
-            let _ = resolve(b, p.offset, Decision::Discard, "final action").await;
+            if let Err(
+                ResolveError::Unreadable(..) | ResolveError::Topic(_) | ResolveError::Store(_),
+            ) = resolve(b, p.offset, Decision::Discard, "final action").await
+            {
+                // Not written now (e.g. the disk is full): try again an interval later rather
+                // than at once.
+                let next = now_ms().saturating_add(b.config.transaction_check_interval_ms as i64);
+                b.transactions.checked(p.offset, p.checks, next);
+            }
         }
         FinalAction::Keep => {
             tracing::warn!(offset = p.offset, topic = %p.topic, group = %p.group, checks = p.checks,
