@@ -18,7 +18,7 @@ use super::batch::BatchEncoder;
 use super::engine::PluginEngine;
 use super::guest::{self, trap_reason, GuestState, Stats};
 use super::limits::PluginLimits;
-use super::{PluginError, ABI_VERSION};
+use super::PluginError;
 
 mod wit {
     wasmtime::component::bindgen!({
@@ -140,22 +140,10 @@ impl LoadedFilter {
             retired: AtomicBool::new(false),
             compiled: Mutex::new(HashMap::new()),
         };
-        let mut w = f.instantiate().map_err(|e| match e {
-            EvalError::Failed { reason, .. } if reason.starts_with("configure: ") => {
-                PluginError::Config(reason["configure: ".len()..].to_string())
-            }
-            e => PluginError::Invalid(format!("self-test: {e}")),
-        })?;
+        let mut w = f.instantiate().map_err(guest::load_error)?;
         let g = w.bindings.wasmq_plugin_filter();
         w.store.set_epoch_deadline(f.ticks);
-        let abi = g.call_abi_version(&mut w.store).map_err(|e| {
-            PluginError::Invalid(format!("self-test abi-version: {}", trap_reason(&e)))
-        })?;
-        if abi != ABI_VERSION {
-            return Err(PluginError::Invalid(format!(
-                "plugin ABI version {abi}, this broker speaks {ABI_VERSION} (wasmq:plugin@0.1): rebuild it with a matching wasmq-plugin-sdk"
-            )));
-        }
+        guest::check_abi(g.call_abi_version(&mut w.store))?;
         w.store.set_epoch_deadline(f.ticks);
         let mut types = g.call_expression_types(&mut w.store).map_err(|e| {
             PluginError::Invalid(format!("self-test expression-types: {}", trap_reason(&e)))
@@ -229,20 +217,17 @@ impl LoadedFilter {
     }
 
     fn instantiate(&self) -> Result<Warm, EvalError> {
-        let mut store = guest::new_store(self.pre.engine(), &self.limits, self.ticks);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.failed(format!("instantiate: {}", trap_reason(&e))))?;
-        store.set_epoch_deadline(self.ticks);
-        match bindings
-            .wasmq_plugin_filter()
-            .call_configure(&mut store, &self.plugin_config)
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(msg)) => return Err(self.failed(format!("configure: {msg}"))),
-            Err(e) => return Err(self.failed(format!("configure: {}", trap_reason(&e)))),
-        }
+        let (store, bindings) = guest::instantiate(
+            self.pre.engine(),
+            &self.limits,
+            self.ticks,
+            &self.name,
+            |store| self.pre.instantiate(store),
+            |b, store| {
+                b.wasmq_plugin_filter()
+                    .call_configure(store, &self.plugin_config)
+            },
+        )?;
         Ok(Warm {
             store,
             bindings,
@@ -251,10 +236,7 @@ impl LoadedFilter {
     }
 
     fn failed(&self, reason: String) -> EvalError {
-        EvalError::Failed {
-            name: self.name.clone(),
-            reason,
-        }
+        guest::failed(&self.name, reason)
     }
 
     fn take(&self) -> Result<Warm, EvalError> {

@@ -9,8 +9,9 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 
 use super::engine::PluginEngine;
+use super::filter::EvalError;
 use super::limits::PluginLimits;
-use super::PluginError;
+use super::{PluginError, ABI_VERSION};
 
 /// Host state of one guest instance: only its resource limits.
 pub struct GuestState {
@@ -46,6 +47,60 @@ pub(super) fn link(
     linker
         .instantiate_pre(component)
         .map_err(|e| PluginError::Invalid(format!("cannot link: {e:#}")))
+}
+
+/// A failure of plugin `name` (a trap, a timeout, a bad result).
+pub(super) fn failed(name: &str, reason: String) -> EvalError {
+    EvalError::Failed {
+        name: name.to_string(),
+        reason,
+    }
+}
+
+/// A new instance of a plugin version: a fresh store (limits, deadline), the component
+/// instantiated by `make`, then `configure`d with the operator's settings.
+pub(super) fn instantiate<B>(
+    engine: &Engine,
+    limits: &PluginLimits,
+    ticks: u64,
+    name: &str,
+    make: impl FnOnce(&mut Store<GuestState>) -> wasmtime::Result<B>,
+    configure: impl FnOnce(&B, &mut Store<GuestState>) -> wasmtime::Result<Result<(), String>>,
+) -> Result<(Store<GuestState>, B), EvalError> {
+    let mut store = new_store(engine, limits, ticks);
+    let bindings =
+        make(&mut store).map_err(|e| failed(name, format!("instantiate: {}", trap_reason(&e))))?;
+    store.set_epoch_deadline(ticks);
+    match configure(&bindings, &mut store) {
+        Ok(Ok(())) => Ok((store, bindings)),
+        Ok(Err(msg)) => Err(failed(name, format!("{CONFIGURE}{msg}"))),
+        Err(e) => Err(failed(name, format!("{CONFIGURE}{}", trap_reason(&e)))),
+    }
+}
+
+const CONFIGURE: &str = "configure: ";
+
+/// Why a load fails when its first instance does: a `configure` error is the operator's
+/// config, anything else fails the self-test.
+pub(super) fn load_error(e: EvalError) -> PluginError {
+    match e {
+        EvalError::Failed { reason, .. } if reason.starts_with(CONFIGURE) => {
+            PluginError::Config(reason[CONFIGURE.len()..].to_string())
+        }
+        e => PluginError::Invalid(format!("self-test: {e}")),
+    }
+}
+
+/// Checks the ABI version a plugin reported from `abi-version`.
+pub(super) fn check_abi(abi: wasmtime::Result<u32>) -> Result<(), PluginError> {
+    let abi = abi
+        .map_err(|e| PluginError::Invalid(format!("self-test abi-version: {}", trap_reason(&e))))?;
+    if abi != ABI_VERSION {
+        return Err(PluginError::Invalid(format!(
+            "plugin ABI version {abi}, this broker speaks {ABI_VERSION} (wasmq:plugin@0.1): rebuild it with a matching wasmq-plugin-sdk"
+        )));
+    }
+    Ok(())
 }
 
 /// A readable reason for a failed call.
