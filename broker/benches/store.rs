@@ -5,7 +5,10 @@
 //! messages with 1, 4 and 16 concurrent writers under `async` and `sync` flush.
 //!
 //! `WASMQ_BENCH_SECS` (default 2) bounds each case; `WASMQ_BENCH_DIR` picks the disk (default:
-//! the system temp dir).
+//! the system temp dir); `WASMQ_BENCH_FLUSH=sync|async` runs one flush mode only;
+//! `WASMQ_BENCH_ZERO_FILL=1|0` overrides the store's `commit_log_zero_fill` (default: only
+//! under sync flush). The last column shows, under sync flush, how many appends one commit-log
+//! `fdatasync` carried, and the mean time a batch gathered appends + the mean `fdatasync`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -70,6 +73,11 @@ struct Case {
     p50_us: f64,
     p99_us: f64,
     p999_us: f64,
+    /// Appends per commit-log `fdatasync` (sync flush: how well group commit batches).
+    per_flush: f64,
+    /// Mean `fdatasync` time and mean time a batch gathered appends, per flush.
+    flush_us: f64,
+    gather_us: f64,
 }
 
 fn pct(sorted: &[u32], p: f64) -> f64 {
@@ -88,11 +96,16 @@ fn run_case(mode: FlushMode, size: usize, writers: usize) -> Case {
     let cfg = StoreConfig {
         flush_mode: mode,
         commit_log_segment_size: 256 << 20,
+        commit_log_zero_fill: std::env::var("WASMQ_BENCH_ZERO_FILL")
+            .ok()
+            .map(|v| v == "1" || v == "true"),
         cleanup_interval_ms: 3_600_000,
         ..StoreConfig::for_tests(dir.path().join("store"))
     };
     let host: SocketAddr = "127.0.0.1:10911".parse().expect("addr");
     let store = Arc::new(MessageStore::open(cfg, host).expect("open store"));
+    // Measure the settled store, not the preparation of its first spare segment.
+    store.wait_prepared();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -146,6 +159,7 @@ fn run_case(mode: FlushMode, size: usize, writers: usize) -> Case {
         lat.extend(l);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let fs = store.flush_stats();
     lat.sort_unstable();
     let rec = size + 60 + 60; // header + topic + properties (approximate on-disk record)
     Case {
@@ -157,6 +171,9 @@ fn run_case(mode: FlushMode, size: usize, writers: usize) -> Case {
         p50_us: pct(&lat, 0.50),
         p99_us: pct(&lat, 0.99),
         p999_us: pct(&lat, 0.999),
+        per_flush: fs.requests as f64 / fs.flushes.max(1) as f64,
+        flush_us: fs.flush_ns as f64 / 1e3 / fs.flushes.max(1) as f64,
+        gather_us: fs.gather_ns as f64 / 1e3 / fs.flushes.max(1) as f64,
     }
 }
 
@@ -173,16 +190,21 @@ fn main() {
     println!("raw 1 KiB write+fdatasync: {fsyncs:.0} /s (one writer)");
     println!();
     println!(
-        "{:<6} {:>6} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9}",
-        "flush", "size", "writers", "msgs/s", "MB/s", "p50 us", "p99 us", "p999 us"
+        "{:<6} {:>6} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "flush", "size", "writers", "msgs/s", "MB/s", "p50 us", "p99 us", "p999 us", "per fsync"
     );
     let mut cases = Vec::new();
-    for mode in [FlushMode::Async, FlushMode::Sync] {
+    // `WASMQ_BENCH_FLUSH=sync|async` runs one mode only.
+    let only = std::env::var("WASMQ_BENCH_FLUSH").unwrap_or_default();
+    let modes = [FlushMode::Async, FlushMode::Sync]
+        .into_iter()
+        .filter(|m| only.is_empty() || format!("{m:?}").eq_ignore_ascii_case(&only));
+    for mode in modes {
         for size in [128usize, 1024] {
             for writers in [1usize, 4, 16] {
                 let c = run_case(mode, size, writers);
                 println!(
-                    "{:<6} {:>6} {:>8} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                    "{:<6} {:>6} {:>8} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10}",
                     format!("{:?}", c.mode).to_lowercase(),
                     c.size,
                     c.writers,
@@ -190,7 +212,15 @@ fn main() {
                     c.mb_per_sec,
                     c.p50_us,
                     c.p99_us,
-                    c.p999_us
+                    c.p999_us,
+                    if c.mode == FlushMode::Sync {
+                        format!(
+                            "{:.1} ({:.0}+{:.0} us)",
+                            c.per_flush, c.gather_us, c.flush_us
+                        )
+                    } else {
+                        "-".to_string()
+                    }
                 );
                 cases.push(c);
             }

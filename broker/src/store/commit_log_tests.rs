@@ -26,6 +26,7 @@ fn open(dir: &Path, from: u64) -> Result<(CommitLog, LogRecovery)> {
     CommitLog::open(
         dir,
         64 * 1024,
+        true,
         "127.0.0.1:10911".parse().unwrap(),
         from,
         false,
@@ -136,6 +137,7 @@ fn damage_before_valid_records_is_refused() {
     let (log, rec) = CommitLog::open(
         dir.path(),
         64 * 1024,
+        false,
         "127.0.0.1:1".parse().unwrap(),
         0,
         true,

@@ -27,6 +27,10 @@ pub struct StoreConfig {
     pub dir: PathBuf,
     /// Size of one commit log segment file in bytes (default 1 GiB).
     pub commit_log_segment_size: u64,
+    /// Write zeros over each new commit log segment before use (in the background), so that
+    /// a flush after an append writes only data, not filesystem metadata too. Unset: only
+    /// under `sync` flush, where every acknowledged put waits for a flush.
+    pub commit_log_zero_fill: Option<bool>,
     /// Consume-queue entries per consume-queue file (20 bytes each; default 300,000).
     pub consume_queue_entries_per_file: u64,
     /// Index: hash slots per index file (default 5,000,000).
@@ -62,6 +66,7 @@ impl Default for StoreConfig {
         StoreConfig {
             dir: PathBuf::from("./data/store"),
             commit_log_segment_size: 1 << 30,
+            commit_log_zero_fill: None,
             consume_queue_entries_per_file: 300_000,
             index_slots: 5_000_000,
             index_entries: 20_000_000,
@@ -90,6 +95,12 @@ impl StoreConfig {
             index_entries: 4096,
             ..StoreConfig::default()
         }
+    }
+
+    /// Whether new commit log segments are zero-filled (see `commit_log_zero_fill`).
+    pub fn zero_fill(&self) -> bool {
+        self.commit_log_zero_fill
+            .unwrap_or(self.flush_mode == FlushMode::Sync)
     }
 
     /// Checks the settings against each other and against the on-disk format's limits.

@@ -6,6 +6,7 @@
 //! A flush error is not retried (after a failed fsync the kernel may have dropped the dirty
 //! pages): the store turns read-only and every waiter learns its data is not known durable.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,22 @@ pub struct Flusher {
     progress: watch::Sender<FlushProgress>,
     /// Fault injection: the next flush fails as if `fdatasync` returned EIO.
     inject_failure: std::sync::atomic::AtomicBool,
+    /// Flushes that wrote something (one `fdatasync` of the commit log each).
+    flushes: AtomicU64,
+    /// Appends announced by [`request`](Flusher::request) (sync mode).
+    requests: AtomicU64,
+    /// Time spent in `fdatasync`, and gathering appends for a batch (nanoseconds).
+    flush_ns: AtomicU64,
+    gather_ns: AtomicU64,
+}
+
+/// Counters of the flusher: `requests / flushes` is how many appends a flush carried on average.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    pub flushes: u64,
+    pub requests: u64,
+    pub flush_ns: u64,
+    pub gather_ns: u64,
 }
 
 /// What a put learns from waiting for its flush.
@@ -66,18 +83,31 @@ impl Flusher {
             })
             .0,
             inject_failure: std::sync::atomic::AtomicBool::new(false),
+            flushes: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            flush_ns: AtomicU64::new(0),
+            gather_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> FlushStats {
+        FlushStats {
+            flushes: self.flushes.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            flush_ns: self.flush_ns.load(Ordering::Relaxed),
+            gather_ns: self.gather_ns.load(Ordering::Relaxed),
         }
     }
 
     /// Makes the next flush fail (fault-injection for tests of the read-only path).
     pub fn inject_failure(&self) {
-        self.inject_failure
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.inject_failure.store(true, Ordering::Release);
     }
 
     /// Tells a sync-mode flusher there is new data (called after each append).
     pub fn request(&self) {
         if self.mode == FlushMode::Sync {
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let mut w = self.wake.lock();
             w.count += 1;
             if !w.pending {
@@ -135,7 +165,8 @@ impl Flusher {
                         // Group commit: writers released by the last flush are re-appending
                         // right now; wait until as many as last time have (or a short deadline),
                         // so one fdatasync carries them all. A lone writer never waits.
-                        let deadline = std::time::Instant::now() + last_flush.min(MAX_GATHER);
+                        let gather = std::time::Instant::now();
+                        let deadline = gather + last_flush.min(MAX_GATHER);
                         while w.count < w.target && !w.shutdown {
                             if self.cv.wait_until(&mut w, deadline).timed_out() {
                                 break;
@@ -143,6 +174,8 @@ impl Flusher {
                         }
                         w.target = w.count;
                         w.count = 0;
+                        self.gather_ns
+                            .fetch_add(gather.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     }
                     FlushMode::Async => {
                         if !w.shutdown {
@@ -157,15 +190,14 @@ impl Flusher {
             if self.progress.borrow().failed {
                 return;
             }
-            let result = if self
-                .inject_failure
-                .swap(false, std::sync::atomic::Ordering::AcqRel)
-            {
+            let result = if self.inject_failure.swap(false, Ordering::AcqRel) {
                 Err(std::io::Error::other("injected fsync failure"))
             } else {
                 log.flush()
             };
             last_flush = started.elapsed();
+            self.flush_ns
+                .fetch_add(last_flush.as_nanos() as u64, Ordering::Relaxed);
             match result {
                 Ok(flushed) => {
                     let advanced = self.progress.send_if_modified(|p| {
@@ -174,6 +206,7 @@ impl Flusher {
                         changed
                     });
                     if advanced {
+                        self.flushes.fetch_add(1, Ordering::Relaxed);
                         on_flushed(flushed);
                     }
                 }

@@ -597,12 +597,11 @@ fn read_host(b: &[u8], off: usize, v6: bool) -> SocketAddr {
     }
 }
 
-/// Writes a blank end-of-segment filler over `buf` (at least [`BLANK_MIN`] bytes).
-pub fn encode_blank(buf: &mut [u8]) {
-    let len = buf.len() as i32;
+/// Writes the header of a blank end-of-segment filler `len` bytes long (at least
+/// [`BLANK_MIN`]) into `buf`: the bytes after the header are not part of it.
+pub fn encode_blank_header(buf: &mut [u8; BLANK_MIN], len: usize) {
+    buf[0..4].copy_from_slice(&(len as i32).to_be_bytes());
     buf[4..8].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
-    std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
-    buf[0..4].copy_from_slice(&len.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -808,7 +807,9 @@ mod tests {
     #[test]
     fn blank_filler() {
         let mut buf = vec![0u8; 40];
-        encode_blank(&mut buf);
+        let mut header = [0u8; BLANK_MIN];
+        encode_blank_header(&mut header, buf.len());
+        buf[..BLANK_MIN].copy_from_slice(&header);
         assert!(matches!(decode(&buf, CHECK), Ok(Entry::Blank)));
     }
 
