@@ -66,6 +66,9 @@ pub enum PluginCmd {
     /// Write a new plugin crate (buildable with `cargo build --release --target wasm32-wasip2`).
     New {
         name: String,
+        /// What the plugin is: a message filter, a router of sends, or a transaction checker.
+        #[arg(long, value_enum, default_value_t = Kind::Filter)]
+        kind: Kind,
         /// Parent directory (default: the current one).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -77,7 +80,12 @@ pub enum PluginCmd {
 
 pub async fn run(c: &mut Cluster, cmd: PluginCmd) -> Result<()> {
     match cmd {
-        PluginCmd::New { name, dir, sdk } => new_crate(&name, &dir, sdk.as_deref()),
+        PluginCmd::New {
+            name,
+            kind,
+            dir,
+            sdk,
+        } => new_crate(&name, kind, &dir, sdk.as_deref()),
         PluginCmd::Load { name, file, config } => {
             send_module(c, request::PLUGIN_LOAD, &name, &file, Some(config)).await
         }
@@ -247,10 +255,55 @@ async fn send_module(
 }
 
 const TEMPLATE_CARGO: &str = include_str!("../../plugin-sdk/template/Cargo.toml.tmpl");
-const TEMPLATE_LIB: &str = include_str!("../../plugin-sdk/template/src/lib.rs.tmpl");
 const TEMPLATE_README: &str = include_str!("../../plugin-sdk/template/README.md.tmpl");
 
-fn new_crate(name: &str, dir: &Path, sdk: Option<&Path>) -> Result<()> {
+/// The kinds of plugin `plugin new` writes: one WIT world each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Filter,
+    Router,
+    TxnChecker,
+}
+
+/// What differs between the kinds' crates.
+struct KindTemplate {
+    lib: &'static str,
+    title: &'static str,
+    interface: &'static str,
+    /// How an operator puts a loaded plugin to work (after "loads it with ...").
+    activate: &'static str,
+    what_to_edit: &'static str,
+}
+
+impl Kind {
+    fn template(self) -> KindTemplate {
+        match self {
+            Kind::Filter => KindTemplate {
+                lib: include_str!("../../plugin-sdk/template/src/filter.rs.tmpl"),
+                title: "message filter",
+                interface: "filter",
+                activate: "; consumers then subscribe with its expression type",
+                what_to_edit: "`src/lib.rs`: `EXPRESSION_TYPE` (the name consumers subscribe with), `compile` (parse the\nexpression once, report errors with a byte position) and `matches` (called per message; read\n`message.tags()`, `message.property(name)`, `message.keys()`, `message.body()`). If `matches`\nreads `message.body()`, drop `.without_body()` in `compile`, or bodies arrive empty.",
+            },
+            Kind::Router => KindTemplate {
+                lib: include_str!("../../plugin-sdk/template/src/router.rs.tmpl"),
+                title: "router",
+                interface: "router",
+                activate: " and binds it to topics with `wasmq route bind --topic T --plugin {{name}}`",
+                what_to_edit: "`src/lib.rs`: `route` (called per message of a send request, before it is stored) returns a\n`Verdict`: `keep()`, `queue(q)` (q below `write_queues`), `redirect(topic, queue)`, `reject(reason)`\n(the producer gets the reason and nothing of the request is stored), plus `.with_extra(target)`\nfor extra dispatch targets (stored once, readable from each). Override `needs_body` to read\n`message.body()`, and `configure` to take settings.",
+            },
+            Kind::TxnChecker => KindTemplate {
+                lib: include_str!("../../plugin-sdk/template/src/txn_checker.rs.tmpl"),
+                title: "transaction checker",
+                interface: "txn-checker",
+                activate: " and binds it to topics with `wasmq txn bind --topic T --plugin {{name}}`",
+                what_to_edit: "`src/lib.rs`: `check` (called per half message due for a check) returns `Commit`, `Rollback`\nor `Unknown` (the broker then asks the producer group); `meta` has the message's age and the\nchecks made so far (plugins have no clock). `configure` takes the operator's settings.",
+            },
+        }
+    }
+}
+
+fn new_crate(name: &str, kind: Kind, dir: &Path, sdk: Option<&Path>) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -271,13 +324,18 @@ fn new_crate(name: &str, dir: &Path, sdk: Option<&Path>) -> Result<()> {
     if root.exists() {
         bail!("{} already exists", root.display());
     }
+    let k = kind.template();
     let fill = |t: &str| {
-        t.replace("{{name}}", name)
+        t.replace("{{what_to_edit}}", k.what_to_edit)
+            .replace("{{kind_title}}", k.title)
+            .replace("{{interface}}", k.interface)
+            .replace("{{activate}}", k.activate)
+            .replace("{{name}}", name)
             .replace("{{sdk_path}}", &sdk.display().to_string())
     };
     std::fs::create_dir_all(root.join("src"))?;
     std::fs::write(root.join("Cargo.toml"), fill(TEMPLATE_CARGO))?;
-    std::fs::write(root.join("src/lib.rs"), fill(TEMPLATE_LIB))?;
+    std::fs::write(root.join("src/lib.rs"), fill(k.lib))?;
     std::fs::write(root.join("README.md"), fill(TEMPLATE_README))?;
     println!(
         "created {}; build it with: cd {} && cargo build --release --target wasm32-wasip2",

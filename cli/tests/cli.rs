@@ -542,42 +542,135 @@ fn plugins_load_list_test_consume_json_upgrade_unload() {
 }
 
 #[test]
-fn plugin_new_writes_a_buildable_crate() {
+fn plugin_new_writes_buildable_crates_of_each_kind_that_load_and_work() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmq"))
-        .args(["plugin", "new", "my-filter", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let root = dir.path().join("my-filter");
-    for f in ["Cargo.toml", "src/lib.rs", "README.md"] {
-        assert!(root.join(f).exists(), "{f}");
+    let new = |name: &str, kind: &str| {
+        Command::new(env!("CARGO_BIN_EXE_wasmq"))
+            .args(["plugin", "new", name, "--kind", kind, "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let kinds = [
+        ("my-filter", "filter", "wasmq:plugin/filter"),
+        ("my-router", "router", "wasmq:plugin/router"),
+        ("my-checker", "txn-checker", "wasmq:plugin/txn-checker"),
+    ];
+    for (name, kind, interface) in kinds {
+        let out = new(name, kind);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let root = dir.path().join(name);
+        for f in ["Cargo.toml", "src/lib.rs", "README.md"] {
+            assert!(root.join(f).exists(), "{f}");
+        }
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        assert!(readme.contains(interface), "{readme}");
+        assert!(!readme.contains("{{"), "unfilled placeholder: {readme}");
     }
-    let again = Command::new(env!("CARGO_BIN_EXE_wasmq"))
-        .args(["plugin", "new", "my-filter", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!again.status.success(), "refuses to overwrite");
-    // It builds for the plugin target (sharing the plugins' build cache).
+    assert!(
+        !new("my-filter", "filter").status.success(),
+        "refuses to overwrite"
+    );
+    assert!(!new("other", "sorter").status.success(), "unknown kind");
+    // They build for the plugin target (sharing the plugins' build cache).
     let target = PathBuf::from(wasmq::plugin::shipped::PLUGINS_DIR)
         .ancestors()
         .nth(2)
         .unwrap()
         .to_path_buf();
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    assert!(target.join("wasm32-wasip2/release/my_filter.wasm").exists());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let wasm = |name: &str| {
+        let st = Command::new(&cargo)
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(dir.path().join(name))
+            .status()
+            .unwrap();
+        assert!(st.success(), "{name} builds");
+        let file = target.join(format!(
+            "wasm32-wasip2/release/{}.wasm",
+            name.replace('-', "_")
+        ));
+        assert!(file.exists(), "{}", file.display());
+        file.display().to_string()
+    };
+    // A broker validates each against its world and lists it under its kind.
+    let b = start(dir.path());
+    for (name, kind, _) in kinds {
+        ok(
+            &b,
+            &["plugin", "load", "--name", name, "--file", &wasm(name)],
+        );
+        let listed = ok(&b, &["plugin", "list"]);
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(&format!("{name} ")) && l.contains(kind)),
+            "{listed}"
+        );
+    }
+    // The generated router works as its comment says: `queue` picks the queue (modulo the
+    // write queues), a bad one is refused with the reason.
+    ok(
+        &b,
+        &["topic", "create", "--topic", "Routed", "--queues", "4"],
+    );
+    ok(
+        &b,
+        &[
+            "route",
+            "bind",
+            "--topic",
+            "Routed",
+            "--plugin",
+            "my-router",
+        ],
+    );
+    let out = ok(
+        &b,
+        &[
+            "send",
+            "--topic",
+            "Routed",
+            "--queue",
+            "0",
+            "--property",
+            "queue=6",
+            "--body",
+            "x",
+        ],
+    );
+    assert!(
+        out.starts_with("SEND_OK") && out.contains(" queue=2 "),
+        "{out}"
+    );
+    let bad = wasmq(
+        &b,
+        &[
+            "send",
+            "--topic",
+            "Routed",
+            "--property",
+            "queue=x",
+            "--body",
+            "y",
+        ],
+    );
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        said.contains("FAILED code=") && said.contains("is not a queue number"),
+        "{said}"
+    );
+    // The generated checker binds like the shipped one.
+    ok(
+        &b,
+        &["txn", "bind", "--topic", "Routed", "--plugin", "my-checker"],
+    );
 }
 
 const TXN_GROUP: &str = "PG_CLI_TXN";
