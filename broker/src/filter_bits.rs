@@ -24,13 +24,58 @@ pub const MAX_BITS: u64 = 1 << 22;
 /// Batches one queue and expression may take per pass (fairness across them).
 const BATCHES_PER_PASS: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Key {
     topic: String,
     queue_id: i32,
     ty: String,
     expression: String,
 }
+
+/// A [`Key`] seen as borrowed parts, so a pull can look its table up without building a
+/// `Key` (four `String`s) per chunk: the map is searched by `&dyn KeyView`.
+trait KeyView {
+    fn view(&self) -> (&str, i32, &str, &str);
+}
+
+impl KeyView for Key {
+    fn view(&self) -> (&str, i32, &str, &str) {
+        (&self.topic, self.queue_id, &self.ty, &self.expression)
+    }
+}
+
+impl KeyView for (&str, i32, &str, &str) {
+    fn view(&self) -> (&str, i32, &str, &str) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn KeyView + 'a> for Key {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+// `Key` and its view hash alike (the map's lookups by view depend on it).
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.view().hash(h)
+    }
+}
+
+impl std::hash::Hash for dyn KeyView + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.view().hash(h)
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.view() == other.view()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
 
 /// Bits for offsets `start..end` of one queue under one expression (stored from `base`, the
 /// multiple of 8 at or below `start`).
@@ -130,13 +175,8 @@ impl FilterBits {
         expression: &str,
         from: u64,
     ) -> Option<Covered> {
-        let key = Key {
-            topic: topic.to_string(),
-            queue_id,
-            ty: ty.to_string(),
-            expression: expression.to_string(),
-        };
-        let t = self.tables.read().get(&key).cloned()?;
+        let key = (topic, queue_id, ty, expression);
+        let t = self.tables.read().get(&key as &dyn KeyView).cloned()?;
         let b = t.lock();
         b.snapshot(from, 4096)
     }
@@ -315,5 +355,28 @@ mod tests {
         assert!(b.snapshot(0, 10).is_none());
         let c = b.snapshot(MAX_BITS, 4).unwrap();
         assert!(c.by_offset(MAX_BITS) && !c.by_offset(MAX_BITS + 1));
+    }
+
+    #[test]
+    fn tables_are_found_by_borrowed_parts() {
+        let key = |q: i32, e: &str| Key {
+            topic: "T".into(),
+            queue_id: q,
+            ty: "SQL92".into(),
+            expression: e.into(),
+        };
+        let mut map: HashMap<Key, u32> = HashMap::new();
+        map.insert(key(0, "a > 1"), 1);
+        map.insert(key(1, "a > 1"), 2);
+        map.insert(key(0, "a > 2"), 3);
+        let get =
+            |t: &str, q: i32, ty: &str, e: &str| map.get(&(t, q, ty, e) as &dyn KeyView).copied();
+        assert_eq!(get("T", 0, "SQL92", "a > 1"), Some(1));
+        assert_eq!(get("T", 1, "SQL92", "a > 1"), Some(2));
+        assert_eq!(get("T", 0, "SQL92", "a > 2"), Some(3));
+        assert_eq!(get("T", 2, "SQL92", "a > 1"), None);
+        assert_eq!(get("T", 0, "TAG", "a > 1"), None);
+        // Part boundaries matter: ("Ta", "b") is not ("T", "ab").
+        assert_eq!(get("T", 0, "SQL9", "2a > 1"), None);
     }
 }
