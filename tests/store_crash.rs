@@ -197,13 +197,24 @@ fn run_cycles(mode: FlushMode, cycles: u32) {
             verified,
             "cycle {cycle}: child did not verify the recovered store"
         );
-        // Let it write for a random while, then SIGKILL it mid-stream.
+        // Once it has acknowledged something (a signal, not a guess: a loaded machine can take
+        // longer than the random window for the first sync flush), let it write for a random
+        // while, then SIGKILL it mid-stream.
+        let mut new: Vec<String> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while new.is_empty() && Instant::now() < deadline {
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                if l.starts_with("ACK ") {
+                    new.push(l);
+                }
+            }
+        }
         std::thread::sleep(Duration::from_millis(rng.random_range(30..250)));
         child.kill().unwrap();
         let status = child.wait().unwrap();
         assert!(!status.success(), "child was killed");
         reader.join().unwrap();
-        let new: Vec<String> = rx.try_iter().filter(|l| l.starts_with("ACK ")).collect();
+        new.extend(rx.try_iter().filter(|l| l.starts_with("ACK ")));
         assert!(!new.is_empty(), "cycle {cycle}: child acknowledged nothing");
         total_acks += new.len();
         let mut f = std::fs::OpenOptions::new()

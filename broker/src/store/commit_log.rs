@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -20,6 +20,27 @@ use super::error::{IoContext, Result, StoreError};
 use super::mapped_file::{list_files, MappedFile};
 use super::multi_dispatch::{self, DispatchTarget};
 use super::record::{self, Check, DecodeError, Entry, MessageInput, Placement, BLANK_MIN};
+
+/// The next segment, being created on a background thread.
+struct Prepared {
+    handle: JoinHandle<Result<MappedFile>>,
+    /// Set when the segment is needed now: zero-filling stops pacing itself.
+    hurry: Arc<AtomicBool>,
+    /// Set when it will not be needed (shutdown): zero-filling stops and the file is dropped.
+    cancel: Arc<AtomicBool>,
+}
+
+impl Prepared {
+    fn join(self) -> std::thread::Result<Result<MappedFile>> {
+        self.hurry.store(true, Ordering::Release);
+        self.handle.join()
+    }
+
+    fn abandon(self) {
+        self.cancel.store(true, Ordering::Release);
+        let _ = self.handle.join();
+    }
+}
 
 /// Why the writer could not move on to the next segment.
 enum RollError {
@@ -113,7 +134,7 @@ pub enum LogEntry {
 
 struct Writer {
     active: Option<Arc<MappedFile>>,
-    next: Option<JoinHandle<Result<MappedFile>>>,
+    next: Option<Prepared>,
     /// Next queue offset per topic and queue id.
     queue_offsets: HashMap<Box<str>, Vec<u64>>,
     last_store_ts: i64,
@@ -146,6 +167,15 @@ pub struct LogRecovery {
     pub truncated_bytes: u64,
     /// Set when damaged data was followed by valid records and the operator allowed truncation.
     pub dropped_after_corruption: Option<String>,
+}
+
+impl Drop for CommitLog {
+    fn drop(&mut self) {
+        // Nothing will use a segment still being prepared: its thread stops and removes it.
+        if let Some(p) = &self.writer.get_mut().next {
+            p.cancel.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl CommitLog {
@@ -426,25 +456,64 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Starts creating the segment at `base` on a background thread.
+    /// Starts creating the segment at `base` on a background thread. Zero-filling is paced
+    /// by the active segment: at most twice its filled fraction (plus 1/16) of the new segment
+    /// is zeroed, so the zeros are written a little at a time over the active segment's life
+    /// rather than in one burst of disk writes that sync flushes would queue behind. A roll
+    /// (or shutdown) that needs the segment sooner lifts the pacing.
     fn prepare_next(&self, w: &mut Writer, base: u64) {
         let (dir, size, zero) = (self.dir.clone(), self.segment_size, self.zero_fill);
-        w.next = Some(std::thread::spawn(move || {
-            let f = MappedFile::create_filled(&dir, base, size, zero)?;
+        let active = w.active.clone();
+        let hurry = Arc::new(AtomicBool::new(false));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (lifted, cancelled) = (hurry.clone(), cancel.clone());
+        let handle = std::thread::spawn(move || {
+            let pace = |zeroed: u64| loop {
+                if cancelled.load(Ordering::Acquire) {
+                    return Err(std::io::Error::other("segment preparation abandoned"));
+                }
+                let behind = active
+                    .as_ref()
+                    .is_some_and(|a| zeroed > (2 * a.wrote()).saturating_add(a.size() / 16));
+                if !behind || lifted.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            let pace: &dyn Fn(u64) -> std::io::Result<()> = &pace;
+            let f = MappedFile::create_filled(&dir, base, size, zero.then_some(pace))?;
             f.warm();
             Ok(f)
-        }));
+        });
+        w.next = Some(Prepared {
+            handle,
+            hurry,
+            cancel,
+        });
     }
 
-    /// Waits for the segment being prepared in the background (shutdown; benchmarks that
+    /// Stops preparing the next segment (shutdown): its half-written file is removed, and the
+    /// next open prepares it again.
+    pub fn abandon_prepared(&self) {
+        if let Some(p) = self.writer.lock().next.take() {
+            p.abandon();
+        }
+    }
+
+    /// Waits for the segment being prepared in the background, at full speed (benchmarks that
     /// want the store settled before they measure).
     pub fn wait_prepared(&self) {
         let mut w = self.writer.lock();
-        if let Some(h) = w.next.take() {
-            let ready = h.join();
+        if let Some(p) = w.next.take() {
+            let (hurry, cancel) = (p.hurry.clone(), p.cancel.clone());
             // Keep a good one for the next roll; a failed one is created again then.
-            if let Ok(Ok(f)) = ready {
-                w.next = Some(std::thread::spawn(move || Ok(f)));
+            if let Ok(Ok(f)) = p.join() {
+                let handle = std::thread::spawn(move || Ok(f));
+                w.next = Some(Prepared {
+                    handle,
+                    hurry,
+                    cancel,
+                });
             }
         }
     }
@@ -479,8 +548,14 @@ impl CommitLog {
             Some(Ok(Ok(f))) if f.base() == base => (Arc::new(f), true),
             _ => (
                 Arc::new(
-                    MappedFile::create_filled(&self.dir, base, self.segment_size, self.zero_fill)
-                        .map_err(RollError::Segment)?,
+                    MappedFile::create_filled(
+                        &self.dir,
+                        base,
+                        self.segment_size,
+                        self.zero_fill
+                            .then_some(&(|_| Ok(())) as &dyn Fn(u64) -> std::io::Result<()>),
+                    )
+                    .map_err(RollError::Segment)?,
                 ),
                 false,
             ),

@@ -157,3 +157,71 @@ fn last_nonzero_finds_the_end() {
     v[777] = 1;
     assert_eq!(last_nonzero(&v), Some(777));
 }
+
+#[test]
+fn zero_fill_of_the_next_segment_is_paced_by_the_active_one_until_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 48 << 20;
+    let (log, _) = CommitLog::open(
+        dir.path(),
+        seg,
+        true,
+        "127.0.0.1:1".parse().unwrap(),
+        0,
+        false,
+    )
+    .unwrap();
+    // The first segment (nothing active yet) is prepared unpaced; the first append takes it
+    // and starts the next one, which may zero 2 x 0% + 1/16 of itself and then must wait.
+    let a = append(&log, msg("T", 0, b"x"));
+    assert_eq!(a.physical_offset, 0);
+    let finished = || {
+        log.writer
+            .lock()
+            .next
+            .as_ref()
+            .is_some_and(|p| p.handle.is_finished())
+    };
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_millis(1500) {
+        assert!(!finished(), "the next segment was zeroed ahead of its pace");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!dir
+        .path()
+        .join(super::super::mapped_file::file_name(seg))
+        .exists());
+    // Needed now (a roll, or here the wait before measuring): finished at full speed.
+    log.wait_prepared();
+    assert!(dir
+        .path()
+        .join(super::super::mapped_file::file_name(seg))
+        .exists());
+}
+
+#[test]
+fn an_abandoned_preparation_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 48 << 20;
+    let (log, _) = CommitLog::open(
+        dir.path(),
+        seg,
+        true,
+        "127.0.0.1:1".parse().unwrap(),
+        0,
+        false,
+    )
+    .unwrap();
+    append(&log, msg("T", 0, b"x"));
+    // The next segment waits for the active one to fill; shutdown does not wait for it.
+    log.abandon_prepared();
+    let name = super::super::mapped_file::file_name(seg);
+    assert!(!dir.path().join(&name).exists());
+    assert!(!dir.path().join(format!("{name}.tmp")).exists());
+    // The next roll creates it then.
+    let body = vec![1u8; 1 << 20];
+    for _ in 0..48 {
+        append(&log, msg("T", 0, &body));
+    }
+    assert!(dir.path().join(&name).exists());
+}

@@ -73,17 +73,23 @@ impl MappedFile {
     /// Creates (or reuses) the file of `size` bytes at `dir/<base>`, with its blocks allocated
     /// before mapping, so a full disk is an error here rather than a SIGBUS on a later write.
     pub fn create(dir: &Path, base: u64, size: u64) -> Result<MappedFile> {
-        Self::create_filled(dir, base, size, false)
+        Self::create_filled(dir, base, size, None)
     }
 
     /// As [`create`](Self::create); with `zero_fill` the allocated blocks are also written with
-    /// zeros. `fallocate` leaves *unwritten* extents: the first write into each block converts
+    /// zeros, and `zero_fill` is called with the bytes zeroed so far after each 16 MiB: it may
+    /// sleep, to pace the writing, or fail, to abandon the file (then removed). `fallocate` leaves *unwritten* extents: the first write into each block converts
     /// it in the filesystem journal, so every `fdatasync` after an append commits the journal
     /// too, and costs more the more blocks it covers. Over written zeros an `fdatasync` writes
     /// only data: what sync-flush group commit needs. Done off the hot path (segments are
     /// prepared ahead), in chunks with a `fdatasync` each so the zeros never pile up as dirty
     /// page cache that competes with the foreground flushes.
-    pub fn create_filled(dir: &Path, base: u64, size: u64, zero_fill: bool) -> Result<MappedFile> {
+    pub fn create_filled(
+        dir: &Path,
+        base: u64,
+        size: u64,
+        zero_fill: Option<&dyn Fn(u64) -> std::io::Result<()>>,
+    ) -> Result<MappedFile> {
         let path = dir.join(file_name(base));
         let tmp = dir.join(format!("{}.tmp", file_name(base)));
         let file = OpenOptions::new()
@@ -93,12 +99,9 @@ impl MappedFile {
             .truncate(true)
             .open(&tmp)
             .at(&tmp)?;
-        if let Err(e) = file.allocate(size).and_then(|()| {
-            if zero_fill {
-                write_zeros(&file, size)
-            } else {
-                Ok(())
-            }
+        if let Err(e) = file.allocate(size).and_then(|()| match zero_fill {
+            Some(pace) => write_zeros(&file, size, pace),
+            None => Ok(()),
         }) {
             let _ = std::fs::remove_file(&tmp);
             return Err(StoreError::io(&tmp, e));
@@ -295,8 +298,13 @@ impl MappedFile {
     }
 }
 
-/// Writes zeros over `[0, size)` of `file` in 1 MiB writes, with an `fdatasync` every 16 MiB.
-fn write_zeros(file: &File, size: u64) -> std::io::Result<()> {
+/// Writes zeros over `[0, size)` of `file` in 1 MiB writes, with an `fdatasync` and a call of
+/// `pace` every 16 MiB.
+fn write_zeros(
+    file: &File,
+    size: u64,
+    pace: &dyn Fn(u64) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     const CHUNK: u64 = 1 << 20;
     const SYNC_EVERY: u64 = 16 << 20;
     let zeros = vec![0u8; CHUNK as usize];
@@ -307,6 +315,7 @@ fn write_zeros(file: &File, size: u64) -> std::io::Result<()> {
         pos += n;
         if pos % SYNC_EVERY == 0 {
             file.sync_data()?;
+            pace(pos)?;
         }
     }
     Ok(())
@@ -332,9 +341,20 @@ mod tests {
     #[test]
     fn zero_filled_file_written_through_the_descriptor_reads_through_the_mapping() {
         let dir = tempfile::tempdir().unwrap();
-        // Not a multiple of the 1 MiB zeroing chunk.
-        let size = (1 << 20) + 8192;
-        let f = MappedFile::create_filled(dir.path(), 0, size, true).unwrap();
+        // Not a multiple of the 1 MiB zeroing chunk; one 16 MiB pacing step.
+        let size = (16 << 20) + 8192;
+        let paced = std::cell::Cell::new(0);
+        let f = MappedFile::create_filled(
+            dir.path(),
+            0,
+            size,
+            Some(&|_| {
+                paced.set(paced.get() + 1);
+                Ok(())
+            }),
+        )
+        .unwrap();
+        assert_eq!(paced.get(), 1, "paced every 16 MiB");
         assert_eq!(std::fs::metadata(f.path()).unwrap().len(), size);
         assert!(f.raw().iter().all(|&b| b == 0));
         f.write_at(size - 5, b"tail!").unwrap();

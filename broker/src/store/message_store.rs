@@ -533,7 +533,7 @@ impl MessageStore {
         for h in threads.handles {
             let _ = h.join();
         }
-        inner.log.wait_prepared();
+        inner.log.abandon_prepared();
         if let Some(reason) = inner.read_only.get() {
             // Leave the abort marker: the next start must verify the tail.
             tracing::warn!(reason, "store shut down read-only");
