@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +71,7 @@ pub struct BrokerConfig {
     /// Checks of one half message before the final action (default 15).
     pub transaction_check_max: u32,
     /// What happens after the last check: `discard` (default) or `keep` for an operator.
-    pub transaction_final_action: crate::transaction::FinalAction,
+    pub transaction_final_action: FinalAction,
     pub store: StoreConfig,
 }
 
@@ -98,7 +99,7 @@ impl Default for BrokerConfig {
             transaction_timeout_ms: 6_000,
             transaction_check_interval_ms: 30_000,
             transaction_check_max: 15,
-            transaction_final_action: crate::transaction::FinalAction::Discard,
+            transaction_final_action: FinalAction::Discard,
             store: StoreConfig::default(),
         }
     }
@@ -153,7 +154,7 @@ impl BrokerConfig {
                 "default_topic_queue_nums must be within 1..=1024".into(),
             ));
         }
-        crate::schedule::DelayLevels::parse(&self.message_delay_levels)
+        DelayLevels::parse(&self.message_delay_levels)
             .map_err(|e| ConfigError::Invalid(format!("message_delay_levels: {e}")))?;
         if self.transaction_timeout_ms == 0
             || self.transaction_check_interval_ms < 100
@@ -173,6 +174,47 @@ impl BrokerConfig {
     }
 }
 
+/// The configured delay of each level (level 1 is index 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelayLevels(Vec<Duration>);
+
+impl DelayLevels {
+    /// Parses `"1s 5s 10s 30s 1m ... 2h"`: whitespace-separated durations as `humantime`
+    /// reads them (`500ms`, `1s`, `1m`, `2h`, `1d`, ...), each with a unit.
+    pub fn parse(s: &str) -> Result<DelayLevels, String> {
+        let v = s
+            .split_whitespace()
+            .map(|tok| {
+                humantime::parse_duration(tok).map_err(|e| format!("bad delay level {tok:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if v.is_empty() || v.len() > 64 {
+            return Err("between 1 and 64 delay levels are needed".into());
+        }
+        Ok(DelayLevels(v))
+    }
+
+    pub fn count(&self) -> i32 {
+        self.0.len() as i32
+    }
+
+    pub fn delay(&self, level: i32) -> Option<Duration> {
+        (level >= 1)
+            .then(|| self.0.get(level as usize - 1).copied())
+            .flatten()
+    }
+}
+
+/// What happens to a half message after the last allowed check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinalAction {
+    /// Dropped (an op entry `discard` is written), as RocketMQ does.
+    Discard,
+    /// Left pending, no longer checked, for an operator (`wasmq txn commit|rollback`).
+    Keep,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +226,23 @@ mod tests {
         assert_eq!(c.listen, BrokerConfig::default().listen);
         assert!(BrokerConfig::parse("[broker]\nnope = 1").is_err());
         assert!(BrokerConfig::parse("[nope]").is_err());
+    }
+
+    #[test]
+    fn levels_parse() {
+        let l = DelayLevels::parse("1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h")
+            .unwrap();
+        assert_eq!(l.count(), 18);
+        assert_eq!(l.delay(2), Some(Duration::from_secs(5)));
+        assert_eq!(l.delay(5), Some(Duration::from_secs(60)));
+        assert_eq!(l.delay(18), Some(Duration::from_secs(7200)));
+        assert_eq!(l.delay(0), None);
+        assert_eq!(l.delay(19), None);
+        let l = DelayLevels::parse("250ms 1d").unwrap();
+        assert_eq!(l.delay(1), Some(Duration::from_millis(250)));
+        assert_eq!(l.delay(2), Some(Duration::from_secs(86_400)));
+        assert!(DelayLevels::parse("1x").is_err());
+        assert!(DelayLevels::parse("5").is_err(), "a unit is required");
+        assert!(DelayLevels::parse("").is_err());
     }
 }

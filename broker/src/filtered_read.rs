@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::filter_bits::FilterBits;
+use crate::context::FilterBits;
 use crate::plugin::batch::{bit, BatchEncoder};
 use crate::plugin::{EvalError, FailurePolicy, LoadedFilter};
 use crate::store::record::{self, Check, Entry};

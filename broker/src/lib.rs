@@ -19,32 +19,51 @@
 //! broker --REGISTER_BROKER--> namesrv (embedded or external) <--GET_ROUTEINFO-- clients
 //! ```
 //!
+//! ## Layers
+//!
+//! A module uses only modules of its own layer or below; `src/architecture.rs` (a unit test) reads every
+//! `crate::` path in `src/` and fails on an upward edge or an import circle. Bottom to top:
+//!
+//! | layer | modules | what it is |
+//! |---|---|---|
+//! | 0 foundation | [`protocol`], [`wake`], [`failpoint`], [`logging`] | wire format, a thread wake-up signal, crash points, log setup |
+//! | 1 storage, network, plugin host | [`store`], [`meta`], [`net`], [`namesrv`], [`plugin`] | commit log and queues; topic configs and offsets; connections; the NameServer; wasmtime host (no broker knowledge) |
+//! | 2 broker context | [`context`], [`config`], [`clients`], [`subscription`], [`filtered_read`], [`long_poll`], [`queue_locks`] | the shared state (`context::Broker`) and what it holds: config, client groups, subscriptions and their filtered reads, held pulls, queue locks; the state of delays, timers, filter bits and transactions |
+//! | 3 processors and services | [`processor`], [`routing`], [`schedule`], [`timer`], [`transaction`], [`filter_bits`], [`registration`] | request handlers and the dispatch table; background services over the context |
+//! | 4 wiring | [`broker`] (and `src/bin/`) | `run`: listeners, services, shutdown |
+//!
 //! | module | concept |
 //! |---|---|
+//! | [`protocol`] | remoting frames, commands, codes, typed headers, body encodings |
+//! | [`wake`] | a coalescing wake-up signal between threads |
+//! | [`failpoint`] | crash points for durability tests (`WASMQ_FAILPOINT`) |
 //! | [`store`] | commit log, consume queues, index, flush, checkpoint, recovery, retention |
 //! | [`meta`] | topic configs and consumer offsets on disk |
-//! | [`protocol`] | remoting frames, commands, codes, typed headers, body encodings |
 //! | [`net`] | accept loop, connections (concurrent requests, coalesced writes), outbound client |
 //! | [`namesrv`] | route table and broker liveness; the NameServer request handler |
-//! | [`broker`] | the broker context, request routing, background tasks, `run` |
-//! | [`processor`] | one file per request family: send, send_back, pull, consumer, query, admin |
-//! | [`routing`] | the send path's router step: verdicts checked, destinations and fan-out planned |
-//! | [`subscription`] | subscriptions and what they resolve to with the active filter plugin |
-//! | [`filter_bits`] | match bits of plugin expressions computed behind dispatch, so pulls skip without reading |
-//! | [`filtered_read`] | reads for a subscription: tag-hash prefilter or batched plugin evaluation, failure policy |
-//! | [`plugin`] | the wasmtime host: engine, limits, batch encoding, loaded filters, registry |
+//! | [`plugin`] | the wasmtime host: engine, limits, batch encoding, the plugin kinds, registry |
+//! | [`context`] | the broker context shared by processors and services, and the state it holds |
+//! | [`config`] | broker configuration |
 //! | [`clients`] | producer/consumer groups and their connections |
+//! | [`subscription`] | subscriptions and what they resolve to with the active filter plugin |
+//! | [`filtered_read`] | reads for a subscription: tag-hash prefilter or batched plugin evaluation, failure policy |
 //! | [`long_poll`] | held pulls woken by the dispatcher |
 //! | [`queue_locks`] | queue locks for orderly consumers |
+//! | [`processor`] | the request-code dispatch table; one file per request family: send, send_back, pull, consumer, query, admin |
+//! | [`routing`] | the send path's router step: verdicts checked, destinations and fan-out planned |
 //! | [`schedule`] | delay levels: `SCHEDULE_TOPIC_XXXX` and the per-level delivery tasks |
 //! | [`timer`] | delivery at arbitrary times: the timer topic, due-soon heap, delivered bitmap |
 //! | [`transaction`] | half messages, END_TRANSACTION, the check loop (checker plugins, then producers) |
-//! | [`failpoint`] | crash points for durability tests (`WASMQ_FAILPOINT`) |
-//! | [`config`] | broker configuration |
+//! | [`filter_bits`] | the thread that computes match bits of plugin expressions behind dispatch |
+//! | [`registration`] | REGISTER_BROKER to NameServers, with back-off for unreachable ones |
+//! | [`broker`] | `run`: a node's listeners, background services and clean shutdown |
 
+#[cfg(test)]
+mod architecture;
 pub mod broker;
 pub mod clients;
 pub mod config;
+pub mod context;
 pub mod failpoint;
 pub mod filter_bits;
 pub mod filtered_read;
@@ -57,9 +76,11 @@ pub mod plugin;
 pub mod processor;
 pub mod protocol;
 pub mod queue_locks;
+pub mod registration;
 pub mod routing;
 pub mod schedule;
 pub mod store;
 pub mod subscription;
 pub mod timer;
 pub mod transaction;
+pub mod wake;

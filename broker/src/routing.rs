@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::meta::TopicConfig;
 use crate::plugin::batch::BatchEncoder;
 use crate::plugin::{Destination, EvalError, FailurePolicy, LoadedRouter, RouteTarget};
@@ -121,7 +121,7 @@ pub fn route(
         if let Some(i) = plan.topics.iter().position(|t| t == name) {
             return Ok((i, configs[i - 1].write_queue_nums));
         }
-        if crate::processor::send::is_system_topic(name) {
+        if crate::context::is_system_topic(name) {
             return Err(format!("topic {name} is a system topic"));
         }
         let cfg = b

@@ -8,66 +8,16 @@
 //! task looks it up by `UNIQ_KEY` in the real topic and skips it if it is already there, so
 //! the scheduler never delivers a message twice. Messages are late after a restart, never lost.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::broker::Broker;
+pub use crate::context::delay::{DelayLevels, ScheduleState, SCHEDULE_TOPIC};
+use crate::context::Broker;
 use crate::protocol::properties::{self, DELAY, REAL_QID, REAL_TOPIC, UNIQ_KEY};
 use crate::store::record::{self, Check, Entry, CRC_PROPERTY};
 use crate::store::{MessageInput, PutStatus};
-
-pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
-
-/// The configured delay of each level (level 1 is index 0).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DelayLevels(Vec<Duration>);
-
-impl DelayLevels {
-    /// Parses `"1s 5s 10s 30s 1m ... 2h"` (units ms, s, m, h, d).
-    pub fn parse(s: &str) -> Result<DelayLevels, String> {
-        let mut v = Vec::new();
-        for tok in s.split_whitespace() {
-            let (num, unit) = tok
-                .find(|c: char| !c.is_ascii_digit())
-                .map(|i| tok.split_at(i))
-                .ok_or_else(|| format!("delay level {tok:?} has no unit"))?;
-            let n: u64 = num
-                .parse()
-                .map_err(|_| format!("bad delay level {tok:?}"))?;
-            let ms = match unit {
-                "ms" => n,
-                "s" => n * 1000,
-                "m" => n * 60_000,
-                "h" => n * 3_600_000,
-                "d" => n * 86_400_000,
-                _ => {
-                    return Err(format!(
-                        "delay level {tok:?}: unit must be ms, s, m, h or d"
-                    ))
-                }
-            };
-            v.push(Duration::from_millis(ms));
-        }
-        if v.is_empty() || v.len() > 64 {
-            return Err("between 1 and 64 delay levels are needed".into());
-        }
-        Ok(DelayLevels(v))
-    }
-
-    pub fn count(&self) -> i32 {
-        self.0.len() as i32
-    }
-
-    pub fn delay(&self, level: i32) -> Option<Duration> {
-        (level >= 1)
-            .then(|| self.0.get(level as usize - 1).copied())
-            .flatten()
-    }
-}
 
 /// Why a DELAY property cannot be honoured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,40 +81,6 @@ pub fn new_uniq_key() -> String {
         now,
         SEQ.fetch_add(1, Ordering::Relaxed) as u32
     )
-}
-
-/// Per-level progress, persisted.
-pub struct ScheduleState {
-    path: std::path::PathBuf,
-    offsets: Mutex<BTreeMap<i32, u64>>,
-}
-
-impl ScheduleState {
-    pub fn open(dir: &std::path::Path) -> ScheduleState {
-        let path = dir.join("delayOffset.json");
-        let offsets = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<BTreeMap<i32, u64>>(&b).ok())
-            .unwrap_or_default();
-        ScheduleState {
-            path,
-            offsets: Mutex::new(offsets),
-        }
-    }
-
-    pub fn offset(&self, level: i32) -> u64 {
-        self.offsets.lock().get(&level).copied().unwrap_or(0)
-    }
-
-    pub fn advance(&self, level: i32, next: u64) -> Result<(), crate::store::StoreError> {
-        let snapshot = {
-            let mut o = self.offsets.lock();
-            o.insert(level, next);
-            o.clone()
-        };
-        let bytes = serde_json::to_vec(&snapshot).unwrap_or_default();
-        crate::store::checkpoint::write_atomically(&self.path, &bytes)
-    }
 }
 
 /// Strips the store's checksum trailer and the scheduling properties: what the real topic gets.
@@ -342,15 +258,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn levels_parse_and_clamp() {
+    fn levels_clamp() {
         let l = DelayLevels::parse("1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h")
             .unwrap();
-        assert_eq!(l.count(), 18);
-        assert_eq!(l.delay(2), Some(Duration::from_secs(5)));
-        assert_eq!(l.delay(18), Some(Duration::from_secs(7200)));
-        assert_eq!(l.delay(0), None);
-        assert!(DelayLevels::parse("1x").is_err());
-        assert!(DelayLevels::parse("").is_err());
         assert_eq!(requested_level("DELAY\u{1}3\u{2}", &l), Ok(Some(3)));
         assert_eq!(requested_level("DELAY\u{1}99\u{2}", &l), Ok(Some(18)));
         assert_eq!(requested_level("DELAY\u{1}0\u{2}", &l), Ok(None));

@@ -21,16 +21,16 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::protocol::properties::{
     self, START_DELIVER_TIME, TIMER_DELAY_MS, TIMER_DELAY_SEC, TIMER_DELIVER_MS, TIMER_OUT_MS,
 };
 use crate::schedule::{deliver, park_properties, Delivery};
 use crate::store::record::{self, Check, Entry};
 
+pub use crate::context::timer_state::TimerState;
 pub use crate::store::dispatch::TIMER_TOPIC;
 
 /// How far ahead the timer holds due messages in memory.
@@ -91,109 +91,6 @@ pub fn timer_properties(props: &str, topic: &str, queue_id: i32, deliver_ms: i64
     p
 }
 
-/// Delivered flags from the low-water mark on (bit i = entry `low + i`).
-struct Delivered {
-    low: u64,
-    bits: Vec<u64>,
-    dirty: bool,
-}
-
-impl Delivered {
-    fn is_set(&self, off: u64) -> bool {
-        if off < self.low {
-            return true;
-        }
-        let i = (off - self.low) as usize;
-        self.bits
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    fn set(&mut self, off: u64) {
-        if off < self.low {
-            return;
-        }
-        let i = (off - self.low) as usize;
-        if self.bits.len() <= i / 64 {
-            self.bits.resize(i / 64 + 1, 0);
-        }
-        self.bits[i / 64] |= 1 << (i % 64);
-        // Advance the low-water mark over whole delivered words.
-        let full = self.bits.iter().take_while(|w| **w == u64::MAX).count();
-        if full > 0 {
-            self.bits.drain(..full);
-            self.low += full as u64 * 64;
-        }
-        self.dirty = true;
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(8 + self.bits.len() * 8);
-        v.extend_from_slice(&self.low.to_be_bytes());
-        for w in &self.bits {
-            v.extend_from_slice(&w.to_be_bytes());
-        }
-        v
-    }
-
-    fn decode(b: &[u8]) -> Option<Delivered> {
-        if b.len() < 8 || (b.len() - 8) % 8 != 0 {
-            return None;
-        }
-        let word = |c: &[u8]| u64::from_be_bytes(c.try_into().unwrap_or([0; 8]));
-        Some(Delivered {
-            low: word(&b[..8]),
-            bits: b[8..].chunks_exact(8).map(word).collect(),
-            dirty: false,
-        })
-    }
-}
-
-pub struct TimerState {
-    path: std::path::PathBuf,
-    delivered: Mutex<Delivered>,
-}
-
-impl TimerState {
-    pub fn open(dir: &std::path::Path) -> TimerState {
-        let path = dir.join("timer.bits");
-        let delivered = std::fs::read(&path)
-            .ok()
-            .and_then(|b| Delivered::decode(&b))
-            .unwrap_or(Delivered {
-                low: 0,
-                bits: Vec::new(),
-                dirty: false,
-            });
-        TimerState {
-            path,
-            delivered: Mutex::new(delivered),
-        }
-    }
-
-    pub fn persist(&self) -> Result<(), crate::store::StoreError> {
-        let bytes = {
-            let mut d = self.delivered.lock();
-            if !d.dirty {
-                return Ok(());
-            }
-            d.dirty = false;
-            d.encode()
-        };
-        crate::store::checkpoint::write_atomically(&self.path, &bytes)
-    }
-
-    /// Entries not yet delivered start here.
-    pub fn low_water(&self) -> u64 {
-        self.delivered.lock().low
-    }
-
-    /// Bytes of delivered flags held (for the memory figures).
-    pub fn bitmap_bytes(&self) -> usize {
-        self.delivered.lock().bits.len() * 8
-    }
-}
-
 /// The timer task: scan, hold what is due soon, deliver on time, until shutdown.
 pub async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut heap: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
@@ -223,8 +120,8 @@ pub async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 next_full_scan = Instant::now() + WINDOW / 2;
             }
             // A full scan re-reads the pending entries; in between only new entries are read.
-            let state = b.timer.delivered.lock();
-            cq.scan(scanned_upto.max(state.low), |off, e| {
+            let state = b.timer.delivered();
+            cq.scan(scanned_upto.max(state.low()), |off, e| {
                 if e.tag_hash <= horizon && !state.is_set(off) {
                     heap.push(Reverse((e.tag_hash, off)));
                 }
@@ -239,7 +136,7 @@ pub async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 break;
             }
             heap.pop();
-            if b.timer.delivered.lock().is_set(off) {
+            if b.timer.delivered().is_set(off) {
                 continue;
             }
             let Some(e) = b
@@ -250,7 +147,7 @@ pub async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 continue;
             };
             let Some(rec) = b.store.view(e.physical_offset) else {
-                b.timer.delivered.lock().set(off);
+                b.timer.delivered().set(off);
                 continue;
             };
             let Ok(Entry::Record(r)) = record::decode(
@@ -260,11 +157,11 @@ pub async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                     position: None,
                 },
             ) else {
-                b.timer.delivered.lock().set(off);
+                b.timer.delivered().set(off);
                 continue;
             };
             match deliver(&b, &r, due <= check_doubt_until).await {
-                Delivery::Delivered | Delivery::Dropped => b.timer.delivered.lock().set(off),
+                Delivery::Delivered | Delivery::Dropped => b.timer.delivered().set(off),
                 Delivery::RetryLater => {
                     heap.push(Reverse((due, off)));
                     break;
@@ -329,28 +226,5 @@ mod tests {
             Err(TimerError::TooFar { .. })
         ));
         assert!(requested_delivery("TIMER_DELAY_MS\u{1}soon\u{2}", now, max).is_err());
-    }
-
-    #[test]
-    fn delivered_bitmap_advances_and_round_trips() {
-        let mut d = Delivered {
-            low: 0,
-            bits: Vec::new(),
-            dirty: false,
-        };
-        for off in (0..200).rev() {
-            if off != 70 {
-                d.set(off);
-            }
-        }
-        assert_eq!(
-            d.low, 64,
-            "the first word is complete; 70 is missing from the second"
-        );
-        assert!(d.is_set(10) && d.is_set(150) && !d.is_set(70) && !d.is_set(300));
-        let back = Delivered::decode(&d.encode()).unwrap();
-        assert_eq!((back.low, back.bits.clone()), (d.low, d.bits.clone()));
-        d.set(70);
-        assert_eq!(d.low, 192);
     }
 }

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use wasmq::protocol::{request, response, ExtFields, RemotingCommand};
 
+use crate::args::parse_kv;
 use crate::message::{describe, for_each, properties, send_request, uniq_key};
 use crate::rpc::{ext, field_i64, Cluster};
 use crate::{Cli, Cmd, TopicCmd};
@@ -34,12 +35,6 @@ pub struct SendArgs {
     /// Queue id (default: round robin over the route's write queues).
     #[arg(long)]
     pub queue: Option<i32>,
-}
-
-pub(crate) fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected k=v, got {s:?}"))
 }
 
 #[derive(Args, Debug)]

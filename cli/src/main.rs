@@ -1,6 +1,7 @@
 //! `wasmq`: the command-line tool for a wasmq (or RocketMQ-protocol) cluster: topics, send,
 //! consume, queries, consumer offsets and load generation. Every command takes `--namesrv`.
 
+mod args;
 mod bench;
 mod binding;
 mod commands;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use wasmq::protocol::{request, RemotingCommand};
 
-use crate::commands::parse_kv;
+use crate::args::parse_kv;
 use crate::rpc::{ext, Cluster};
 
 #[derive(Subcommand, Debug)]

@@ -33,22 +33,14 @@ struct Args {
     /// Store directory (default ./data/store, or $WASMQ_HOME/store).
     #[arg(long)]
     store_dir: Option<PathBuf>,
-    /// Flush mode: sync or async.
-    #[arg(long, value_parser = parse_flush)]
+    /// Flush mode (when a send is acknowledged relative to fdatasync).
+    #[arg(long, value_enum)]
     flush: Option<FlushMode>,
     #[arg(long)]
     broker_name: Option<String>,
     /// Commit log segment size in bytes (tests use small segments).
     #[arg(long)]
     segment_size: Option<u64>,
-}
-
-fn parse_flush(s: &str) -> Result<FlushMode, String> {
-    match s {
-        "sync" => Ok(FlushMode::Sync),
-        "async" => Ok(FlushMode::Async),
-        _ => Err(format!("flush mode must be sync or async, not {s:?}")),
-    }
 }
 
 fn config(args: &Args) -> anyhow::Result<BrokerConfig> {

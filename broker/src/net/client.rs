@@ -8,7 +8,8 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::watch;
 
 use super::config::NetConfig;
-use super::connection::{drive, new_connection, Connection};
+use super::connection::{new_connection, Connection};
+use super::driver::drive;
 use super::error::NetError;
 use super::handler::{NotSupportedHandler, RequestHandler};
 use crate::protocol::RemotingCommand;

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod driver;
 pub mod error;
 pub mod handler;
 pub mod server;

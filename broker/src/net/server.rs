@@ -7,7 +7,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::config::NetConfig;
-use super::connection::{drive, new_connection, until_true};
+use super::connection::new_connection;
+use super::driver::{drive, until_true};
 use super::error::NetError;
 use super::handler::RequestHandler;
 

@@ -1,7 +1,7 @@
 //! Topic administration: UPDATE_AND_CREATE_TOPIC (17), DELETE_TOPIC_IN_BROKER (215),
 //! GET_ALL_TOPIC_CONFIG (21), INVOKE_BROKER_TO_RESET_OFFSET (222).
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::meta::TopicConfig;
 use crate::protocol::headers::CreateTopicHeader;
 use crate::protocol::{response, RemotingCommand};

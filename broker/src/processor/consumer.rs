@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::broker::Broker;
 use crate::clients::ConsumerInfo;
+use crate::context::Broker;
 use crate::net::Connection;
 use crate::protocol::headers::{
     GetConsumerListHeader, QueryConsumerOffsetHeader, UnregisterClientHeader,

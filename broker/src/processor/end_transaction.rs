@@ -3,7 +3,7 @@
 //! message of the same producer group (and, when given, the same half-queue offset). A
 //! duplicate or late END is a no-op; a bad one is refused with a logged reason.
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::protocol::headers::{transaction_type, EndTransactionHeader};
 use crate::protocol::{response, RemotingCommand};
 use crate::store::record::{self, Check, Entry};

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::plugin::batch::{bit, BatchEncoder};
 use crate::plugin::{EvalError, PluginError};
 use crate::protocol::{request, response, RemotingCommand};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::filtered_read::ReadLimits;
 use crate::protocol::headers::{pull_sys_flag, PullMessageHeader, PullMessageResponseHeader};
 use crate::protocol::{response, RemotingCommand};

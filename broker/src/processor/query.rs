@@ -3,7 +3,7 @@
 
 use bytes::BytesMut;
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::protocol::headers::{
     BoundaryType, GetMaxOffsetHeader, QueryMessageHeader, QueueHeader, SearchOffsetHeader,
     ViewMessageByIdHeader,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::net::Connection;
 use crate::protocol::headers::ConsumerSendMsgBackHeader;
 use crate::protocol::properties::{

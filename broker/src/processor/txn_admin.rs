@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::protocol::{message_id, request, response, RemotingCommand};
 use crate::store::commit_log::now_ms;
 use crate::transaction::{resolve, Decision, Pending};

@@ -6,8 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::error::BodyError;
 
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
 /// Length of an IPv4 offset message id.
 pub const MSG_ID_LEN_V4: usize = 32;
 /// Length of an IPv6 offset message id.
@@ -28,10 +26,12 @@ pub fn encode_into(out: &mut String, store_host: SocketAddr, commit_log_offset: 
     };
     raw[n..n + 4].copy_from_slice(&(store_host.port() as i32).to_be_bytes());
     raw[n + 4..n + 12].copy_from_slice(&commit_log_offset.to_be_bytes());
-    out.reserve((n + 12) * 2);
-    for b in &raw[..n + 12] {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 0xf) as usize] as char);
+    let mut text = [0u8; MSG_ID_LEN_V6];
+    let text = &mut text[..(n + 12) * 2];
+    // Lengths match by construction: 2 hex digits per byte.
+    if hex::encode_to_slice(&raw[..n + 12], text).is_ok() {
+        text.make_ascii_uppercase();
+        out.push_str(std::str::from_utf8(text).unwrap_or_default());
     }
 }
 
@@ -40,15 +40,6 @@ pub fn encode(store_host: SocketAddr, commit_log_offset: i64) -> String {
     let mut s = String::with_capacity(MSG_ID_LEN_V6);
     encode_into(&mut s, store_host, commit_log_offset);
     s
-}
-
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
 }
 
 /// Decodes an offset message id (hex case-insensitive) into (store host, commit-log offset).
@@ -60,12 +51,7 @@ pub fn decode(id: &str) -> Result<(SocketAddr, i64), BodyError> {
         _ => return Err(invalid()),
     };
     let mut raw = [0u8; 28];
-    for (i, pair) in id.as_bytes().chunks_exact(2).enumerate() {
-        let (Some(h), Some(l)) = (nibble(pair[0]), nibble(pair[1])) else {
-            return Err(invalid());
-        };
-        raw[i] = (h << 4) | l;
-    }
+    hex::decode_to_slice(id, &mut raw[..id.len() / 2]).map_err(|_| invalid())?;
     let ip = if ip_len == 4 {
         IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
     } else {

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Result, StoreError};
 
-/// When a put is acknowledged relative to the durability of its bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// When a put is acknowledged relative to the durability of its bytes. Read from
+/// `conf/broker.toml` (serde) and from `--flush` (clap), both lower case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum FlushMode {
     /// A put completes only after its bytes are durable (`fdatasync`); concurrent puts share
     /// one flush (group commit).

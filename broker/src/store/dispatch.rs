@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use super::commit_log::{CommitLog, LogEntry};
@@ -58,36 +58,6 @@ impl ArrivalListener for ArrivalListeners {
     }
 }
 
-/// A wake-up signal from the appender to the dispatcher.
-#[derive(Default)]
-pub struct Signal {
-    state: Mutex<(bool, bool)>, // (pending, shutdown)
-    cv: Condvar,
-}
-
-impl Signal {
-    pub fn notify(&self) {
-        let mut s = self.state.lock();
-        if !s.0 {
-            s.0 = true;
-            self.cv.notify_all();
-        }
-    }
-    pub fn shutdown(&self) {
-        self.state.lock().1 = true;
-        self.cv.notify_all();
-    }
-    /// Waits for a notification or the timeout; returns false on shutdown.
-    fn wait(&self, timeout: Duration) -> bool {
-        let mut s = self.state.lock();
-        if !s.0 && !s.1 {
-            self.cv.wait_for(&mut s, timeout);
-        }
-        s.0 = false;
-        !s.1
-    }
-}
-
 pub struct Dispatcher {
     log: Arc<CommitLog>,
     queues: Arc<ConsumeQueues>,
@@ -98,7 +68,8 @@ pub struct Dispatcher {
     /// Every record below this offset has durable consume-queue and index entries.
     durable: AtomicU64,
     progress: watch::Sender<u64>,
-    pub signal: Signal,
+    /// Woken by the appender (and after flushes).
+    pub signal: crate::wake::Signal,
     /// Queues whose entries turned out missing (a gap): rebuilt from the log on open.
     lost: Mutex<Vec<(Arc<str>, i32)>>,
     only_durable: bool,
@@ -124,7 +95,7 @@ impl Dispatcher {
             next: AtomicU64::new(from),
             durable: AtomicU64::new(from),
             progress: watch::channel(from).0,
-            signal: Signal::default(),
+            signal: crate::wake::Signal::default(),
             lost: Mutex::new(Vec::new()),
         }
     }

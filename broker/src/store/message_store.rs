@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use fs4::fs_std::FileExt;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::checkpoint::{Checkpoint, CheckpointFile};
 use super::cleanup::{self, CleanupReport};
@@ -84,13 +84,6 @@ struct Threads {
     handles: Vec<JoinHandle<()>>,
 }
 
-/// Wakes the housekeeping thread early (shutdown).
-#[derive(Default)]
-struct Stop {
-    stopped: Mutex<bool>,
-    cv: Condvar,
-}
-
 struct Inner {
     config: StoreConfig,
     log: Arc<CommitLog>,
@@ -102,7 +95,8 @@ struct Inner {
     read_only: OnceLock<String>,
     disk_full: AtomicBool,
     closed: AtomicBool,
-    stop: Stop,
+    /// Wakes the housekeeping thread early (shutdown).
+    stop: crate::wake::Signal,
     #[allow(dead_code)]
     lock: File,
 }
@@ -223,7 +217,7 @@ impl MessageStore {
             read_only: OnceLock::new(),
             disk_full: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            stop: Stop::default(),
+            stop: crate::wake::Signal::default(),
             lock,
         });
         inner.check_disk();
@@ -528,8 +522,7 @@ impl MessageStore {
         inner.closed.store(true, Ordering::Release);
         inner.flusher.shutdown();
         inner.dispatcher.signal.shutdown();
-        *inner.stop.stopped.lock() = true;
-        inner.stop.cv.notify_all();
+        inner.stop.shutdown();
         for h in threads.handles {
             let _ = h.join();
         }
@@ -610,16 +603,8 @@ impl Inner {
         let clean_every = Duration::from_millis(self.config.cleanup_interval_ms);
         let mut last_clean = std::time::Instant::now();
         loop {
-            {
-                let mut stopped = self.stop.stopped.lock();
-                if !*stopped {
-                    self.stop
-                        .cv
-                        .wait_for(&mut stopped, cp_every.min(clean_every));
-                }
-                if *stopped {
-                    return;
-                }
+            if !self.stop.wait(cp_every.min(clean_every)) {
+                return;
             }
             if let Err(e) = self.write_checkpoint() {
                 tracing::error!(error = %e, "writing the checkpoint failed");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::plugin::batch::BatchEncoder;
 use crate::plugin::{FailurePolicy, LoadedChecker, TxnMeta, TxnVerdict};
 use crate::protocol::headers::CheckTransactionStateHeader;
@@ -21,8 +21,8 @@ use crate::store::record::{self, Check, Entry, Placement, RecordView};
 use crate::store::MessageInput;
 
 use super::resolve::{resolve, Decision, ResolveError};
-use super::table::Pending;
 use super::{FinalAction, HALF_TOPIC};
+use crate::context::txn_table::Pending;
 
 /// Most half messages handled in one round (and in one plugin call).
 const ROUND: usize = 256;

@@ -13,7 +13,7 @@
 //!
 //! | file | concept |
 //! |---|---|
-//! | [`table`] | the pending half messages, rebuilt at start from the half and op topics |
+//! | [`TxnTable`] | the pending half messages, rebuilt at start from the half and op topics (in the broker context) |
 //! | [`resolve`] | storing a half message; commit / rollback / discard, idempotent and crash-safe |
 //! | [`check`] | the check loop: checker plugins first, then the producer group |
 //!
@@ -25,24 +25,8 @@
 
 pub mod check;
 pub mod resolve;
-pub mod table;
 
+pub use crate::context::txn_table::{
+    FinalAction, Pending, TxnTable, HALF_TOPIC, OP_PROPERTY, OP_TOPIC,
+};
 pub use resolve::{half_put, resolve, Decision, ResolveError, Resolved};
-pub use table::{Pending, TxnTable};
-
-/// Where half messages wait (queue 0), invisible to consumers.
-pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
-/// Where the resolution of each half message is recorded (queue 0; body = its offset).
-pub const OP_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
-/// Property of an op entry naming the decision (`commit`, `rollback`, `discard`).
-pub const OP_PROPERTY: &str = "TRAN_OP";
-
-/// What happens to a half message after the last allowed check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FinalAction {
-    /// Dropped (an op entry `discard` is written), as RocketMQ does.
-    Discard,
-    /// Left pending, no longer checked, for an operator (`wasmq txn commit|rollback`).
-    Keep,
-}

@@ -3,14 +3,14 @@
 //! [`TxnTable`](super::TxnTable) first, so duplicates and races are no-ops, and an entry in
 //! doubt after a crash is checked for an earlier commit before anything is written.
 
-use crate::broker::Broker;
+use crate::context::Broker;
 use crate::protocol::properties::{self, PGROUP};
 use crate::store::commit_log::now_ms;
 use crate::store::record::{self, Check, Entry, RecordView, SYSFLAG_TXN_COMMIT, SYSFLAG_TXN_MASK};
 use crate::store::{MessageInput, PutResult, PutStatus};
 
-use super::table::{NotResolvable, Pending};
 use super::{HALF_TOPIC, OP_PROPERTY, OP_TOPIC};
+use crate::context::txn_table::{NotResolvable, Pending};
 
 /// What to do with a half message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,14 @@ use crate::protocol::properties::{
 use crate::store::record::{self, Check, Entry, RecordView};
 use crate::store::MessageStore;
 
-use super::{HALF_TOPIC, OP_TOPIC};
+/// Where half messages wait (queue 0), invisible to consumers.
+pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+/// Where the resolution of each half message is recorded (queue 0; body = its offset).
+pub const OP_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
+/// Property of an op entry naming the decision (`commit`, `rollback`, `discard`).
+pub const OP_PROPERTY: &str = "TRAN_OP";
+
+pub use crate::config::FinalAction;
 
 /// One half message not yet committed or rolled back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
