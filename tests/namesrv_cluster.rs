@@ -137,3 +137,71 @@ fn two_brokers_register_with_a_standalone_namesrv() {
         );
     });
 }
+
+/// A broker whose NameServer is not up yet retries with back-off (not only at the 30 s
+/// registration interval): once the NameServer starts, the broker's route appears within
+/// seconds.
+#[test]
+fn a_broker_started_before_its_namesrv_registers_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _broker = Kill(
+        Command::new(env!("CARGO_BIN_EXE_wasmq-broker"))
+            .args(["--listen", &addr.to_string(), "--namesrv-listen", "off"])
+            .args(["--namesrv", &ns.to_string(), "--segment-size", "4194304"])
+            .arg("--store-dir")
+            .arg(dir.path().join("store"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(addr);
+    // Its first registrations fail: nothing listens yet.
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ns = Kill(
+        Command::new(env!("CARGO_BIN_EXE_wasmq-namesrv"))
+            .args(["--listen", &ns.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(ns);
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = RemotingClient::connect(ns).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = c
+                .invoke(
+                    RemotingCommand::new_request(
+                        request::GET_BROKER_CLUSTER_INFO,
+                        ExtFields::new(),
+                    ),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+            let info: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            if info["clusterAddrTable"]["DefaultCluster"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not register within 15 s of the NameServer starting (interval is 30 s)"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    eprintln!(
+        "registered {:?} after the NameServer started",
+        started.elapsed()
+    );
+}
