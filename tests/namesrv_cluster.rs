@@ -28,11 +28,8 @@ fn wait_port(a: SocketAddr) {
     }
 }
 
-#[test]
-fn two_brokers_register_with_a_standalone_namesrv() {
-    let dir = tempfile::tempdir().unwrap();
-    let ns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _ns = Kill(
+fn start_namesrv(ns: SocketAddr) -> Kill {
+    let k = Kill(
         Command::new(env!("CARGO_BIN_EXE_wasmq-namesrv"))
             .args(["--listen", &ns.to_string()])
             .stderr(Stdio::null())
@@ -40,28 +37,36 @@ fn two_brokers_register_with_a_standalone_namesrv() {
             .unwrap(),
     );
     wait_port(ns);
+    k
+}
+
+/// A broker without an embedded NameServer, registering with `ns`.
+fn start_broker(addr: SocketAddr, ns: SocketAddr, name: &str, dir: &std::path::Path) -> Kill {
+    let k = Kill(
+        Command::new(env!("CARGO_BIN_EXE_wasmq-broker"))
+            .args(["--listen", &addr.to_string(), "--namesrv-listen", "off"])
+            .args(["--namesrv", &ns.to_string()])
+            .args(["--broker-name", name, "--segment-size", "4194304"])
+            .arg("--store-dir")
+            .arg(dir.join(name))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(addr);
+    k
+}
+
+#[test]
+fn two_brokers_register_with_a_standalone_namesrv() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _ns = start_namesrv(ns);
     let mut brokers = Vec::new();
     let mut addrs = Vec::new();
     for name in ["broker-a", "broker-b"] {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        brokers.push(Kill(
-            Command::new(env!("CARGO_BIN_EXE_wasmq-broker"))
-                .args([
-                    "--listen",
-                    &addr.to_string(),
-                    "--namesrv-listen",
-                    "off",
-                    "--namesrv",
-                    &ns.to_string(),
-                ])
-                .args(["--broker-name", name, "--segment-size", "4194304"])
-                .arg("--store-dir")
-                .arg(dir.path().join(name))
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        ));
-        wait_port(addr);
+        brokers.push(start_broker(addr, ns, name, dir.path()));
         addrs.push(addr);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -146,27 +151,10 @@ fn a_broker_started_before_its_namesrv_registers_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let ns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _broker = Kill(
-        Command::new(env!("CARGO_BIN_EXE_wasmq-broker"))
-            .args(["--listen", &addr.to_string(), "--namesrv-listen", "off"])
-            .args(["--namesrv", &ns.to_string(), "--segment-size", "4194304"])
-            .arg("--store-dir")
-            .arg(dir.path().join("store"))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(addr);
+    let _broker = start_broker(addr, ns, "broker-a", dir.path());
     // Its first registrations fail: nothing listens yet.
     std::thread::sleep(Duration::from_millis(1500));
-    let _ns = Kill(
-        Command::new(env!("CARGO_BIN_EXE_wasmq-namesrv"))
-            .args(["--listen", &ns.to_string()])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(ns);
+    let _ns = start_namesrv(ns);
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
