@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use parking_lot::RwLock;
 
-use super::registry::PluginKind;
-use super::PluginError;
+use super::error::PluginError;
+use super::module::PluginKind;
 
 /// The topic of the default binding.
 pub const ANY_TOPIC: &str = "*";

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
-use super::PluginError;
+use super::error::PluginError;
 
 /// How often the epoch advances; deadlines are rounded up to whole ticks.
 pub const TICK: Duration = Duration::from_millis(2);
@@ -119,8 +119,7 @@ impl Drop for PluginEngine {
 
 /// Hex sha256 of a module.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Checks the wasm header before handing bytes to the compiler, for a precise error.

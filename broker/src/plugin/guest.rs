@@ -9,9 +9,9 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 
 use super::engine::PluginEngine;
-use super::filter::EvalError;
+use super::error::{EvalError, PluginError};
 use super::limits::PluginLimits;
-use super::{PluginError, ABI_VERSION};
+use super::ABI_VERSION;
 
 /// Host state of one guest instance: only its resource limits.
 pub struct GuestState {
@@ -114,14 +114,6 @@ pub(super) fn trap_reason(e: &wasmtime::Error) -> String {
     } else {
         format!("{e:#}")
     }
-}
-
-/// The component's exported interface names.
-pub(super) fn exports(engine: &PluginEngine, c: &Component) -> Vec<String> {
-    c.component_type()
-        .exports(engine.engine())
-        .map(|(n, _)| n.to_string())
-        .collect()
 }
 
 /// Checks that `names` include `export` (e.g. `wasmq:plugin/filter@0.1.0`), explaining a

@@ -1,7 +1,7 @@
 //! Limits and failure policy of one plugin. Operators set them at load with reserved
 //! `wasmq.*` config keys; every other key is passed to the plugin's `configure`.
 
-use super::PluginError;
+use super::error::PluginError;
 
 /// What happens to a batch when the plugin fails on it (trap, timeout, bad output) or is
 /// quarantined. Transaction checkers read the same three choices as `commit` (= deliver),

@@ -15,95 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use super::bindings::Bindings;
 use super::engine::PluginEngine;
-use super::filter::{LoadedFilter, FILTER_EXPORT};
+use super::error::PluginError;
+use super::filter::LoadedFilter;
 use super::guest::Stats;
-use super::router::{LoadedRouter, ROUTER_EXPORT};
-use super::txn_checker::{LoadedChecker, TXN_CHECKER_EXPORT};
-use super::PluginError;
-
-/// A module compiled (or taken from the compile cache) and its exports, before it is
-/// activated as one kind of plugin.
-pub struct Module {
-    pub sha256: String,
-    pub size: usize,
-    pub component: wasmtime::component::Component,
-    pub exports: Vec<String>,
-}
-
-impl Module {
-    /// Checks the header and compiles (cached by content hash).
-    pub fn compile(engine: &PluginEngine, wasm: &[u8]) -> Result<Module, PluginError> {
-        super::engine::check_header(wasm)?;
-        let sha256 = super::engine::sha256_hex(wasm);
-        let component = engine.compile(&sha256, wasm)?;
-        let exports = super::guest::exports(engine, &component);
-        Ok(Module {
-            sha256,
-            size: wasm.len(),
-            component,
-            exports,
-        })
-    }
-
-    /// The kind of plugin the module is, from its exports.
-    pub fn kind(&self) -> Result<PluginKind, PluginError> {
-        let has = |export: &str| {
-            let family = export.split('@').next().unwrap_or(export);
-            self.exports
-                .iter()
-                .any(|n| n.split('@').next() == Some(family))
-        };
-        if has(FILTER_EXPORT) {
-            Ok(PluginKind::Filter)
-        } else if has(TXN_CHECKER_EXPORT) {
-            Ok(PluginKind::TxnChecker)
-        } else if has(ROUTER_EXPORT) {
-            Ok(PluginKind::Router)
-        } else {
-            Err(PluginError::Invalid(format!(
-                "exports neither {FILTER_EXPORT} nor {TXN_CHECKER_EXPORT} nor {ROUTER_EXPORT} (it exports: {})",
-                if self.exports.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    self.exports.join(", ")
-                }
-            )))
-        }
-    }
-}
-
-/// The kinds of plugin, by the WIT world they implement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PluginKind {
-    Filter,
-    TxnChecker,
-    Router,
-}
-
-impl PluginKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PluginKind::Filter => "filter",
-            PluginKind::TxnChecker => "txn-checker",
-            PluginKind::Router => "router",
-        }
-    }
-}
-
-impl std::str::FromStr for PluginKind {
-    type Err = PluginError;
-    fn from_str(s: &str) -> Result<Self, PluginError> {
-        match s {
-            "filter" => Ok(PluginKind::Filter),
-            "txn-checker" => Ok(PluginKind::TxnChecker),
-            "router" => Ok(PluginKind::Router),
-            _ => Err(PluginError::Invalid(format!(
-                "unknown plugin kind {s:?} (filter, txn-checker, router)"
-            ))),
-        }
-    }
-}
+use super::limits::{FailurePolicy, PluginLimits};
+use super::module::{Module, PluginKind};
+use super::router::LoadedRouter;
+use super::txn_checker::LoadedChecker;
 
 /// One active plugin version of any kind.
 #[derive(Clone)]
@@ -224,17 +142,17 @@ pub struct PluginInfo {
 
 impl PluginInfo {
     fn of(p: &Loaded) -> PluginInfo {
-        let (s, size, limits): (&Stats, usize, &super::PluginLimits) = match p {
+        let (s, size, limits): (&Stats, usize, &PluginLimits) = match p {
             Loaded::Filter(f) => (&f.stats, f.size, &f.limits),
             Loaded::TxnChecker(c) => (&c.stats, c.size, &c.limits),
             Loaded::Router(r) => (&r.stats, r.size, &r.limits),
         };
         let messages = s.messages.load(Ordering::Relaxed);
         let on_failure = match (p.kind(), limits.on_failure) {
-            (PluginKind::TxnChecker, super::FailurePolicy::Deliver) => "commit".to_string(),
-            (PluginKind::TxnChecker, super::FailurePolicy::Skip) => "rollback".to_string(),
-            (PluginKind::TxnChecker, super::FailurePolicy::Hold) => "unknown".to_string(),
-            (PluginKind::Router, super::FailurePolicy::Deliver) => "keep".to_string(),
+            (PluginKind::TxnChecker, FailurePolicy::Deliver) => "commit".to_string(),
+            (PluginKind::TxnChecker, FailurePolicy::Skip) => "rollback".to_string(),
+            (PluginKind::TxnChecker, FailurePolicy::Hold) => "unknown".to_string(),
+            (PluginKind::Router, FailurePolicy::Deliver) => "keep".to_string(),
             (PluginKind::Router, _) => "reject".to_string(),
             (_, policy) => format!("{policy:?}").to_lowercase(),
         };
