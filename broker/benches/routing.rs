@@ -42,16 +42,18 @@
 //! `WASMQ_BENCH_SMOKE=1` shrinks everything to a few seconds in all (CI runs it that way; its
 //! figures are not meaningful). Run: `cargo bench -p wasmq-broker --bench routing`.
 
+mod support;
+
 use std::hint::black_box;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use wasmq::config::BrokerConfig;
+use support::{admin, env_or, median, micros, pct, smoke, BenchBroker, SendReq, RPC};
 use wasmq::net::RemotingClient;
 use wasmq::plugin::batch::BatchEncoder;
 use wasmq::plugin::{registry, shipped, Destination, PluginKind, Registry};
-use wasmq::protocol::{request, response, ExtFields, RemotingCommand};
+use wasmq::protocol::{request, response, RemotingCommand};
 use wasmq::store::FlushMode;
 
 const QUEUES: usize = 8;
@@ -63,61 +65,20 @@ const POOL: usize = 16;
 const ROUTER: &str = "hr";
 /// The same plugin configured to hash a property no message has: every verdict is keep.
 const KEEP_ROUTER: &str = "hr-keep";
-const RPC: Duration = Duration::from_secs(30);
-/// How long the store may take to dispatch what a run sent.
-const SETTLE_LIMIT: Duration = Duration::from_secs(120);
 
-fn smoke() -> bool {
-    std::env::var_os("WASMQ_BENCH_SMOKE").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Seconds of sending per run.
+/// Seconds of sending per run (`WASMQ_BENCH_SECS`).
 fn secs() -> f64 {
-    if smoke() {
-        0.15
-    } else {
-        env_or("WASMQ_BENCH_SECS", 2.0)
-    }
+    support::secs(2.0, 0.15)
 }
 
-/// Rounds (one run of each case per round).
+/// Rounds (one run of each case per round; `WASMQ_BENCH_ROUNDS`).
 fn rounds() -> usize {
-    if smoke() {
-        2
-    } else {
-        env_or("WASMQ_BENCH_ROUNDS", 5usize).max(1)
-    }
+    support::knob("WASMQ_BENCH_ROUNDS", 5usize, 2).max(1)
 }
 
-/// Most messages one run sends.
+/// Most messages one run sends (`WASMQ_BENCH_COUNT`).
 fn max_count() -> usize {
-    if smoke() {
-        2_000
-    } else {
-        env_or("WASMQ_BENCH_COUNT", 400_000usize)
-    }
-}
-
-fn free() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn ext(pairs: &[(&str, &str)]) -> ExtFields {
-    let mut e = ExtFields::new();
-    for (k, v) in pairs {
-        e.insert(k, v);
-    }
-    e
+    support::max_count(400_000, 2_000)
 }
 
 fn key(k: usize) -> String {
@@ -200,7 +161,7 @@ struct Prebuilt {
 /// as RocketMQ's `SelectMessageQueueByHash` does), instead of round robin: then every case
 /// writes the same queues and the router's verdicts name the queue the client chose.
 fn keyed_queues() -> bool {
-    std::env::var_os("WASMQ_BENCH_KEYED_QUEUES").is_some_and(|v| !v.is_empty() && v != "0")
+    support::flag("WASMQ_BENCH_KEYED_QUEUES")
 }
 
 /// Connection `sender`'s requests: `batch` messages each (SEND_MESSAGE_V2 for 1, else
@@ -225,21 +186,12 @@ fn prebuild(case: Case, sender: usize, batch: usize) -> Vec<Prebuilt> {
                 per_queue[q] += 1;
                 props(k, (sender << 32) | (p << 16) | j)
             };
-            let q = queue.to_string();
-            let born = "1700000000000";
+            let born = 1_700_000_000_000;
             let req = if batch == 1 {
                 let pr = message(0);
-                RemotingCommand::new_request(
-                    request::SEND_MESSAGE_V2,
-                    ext(&[
-                        ("a", "PG"),
-                        ("b", case.topic()),
-                        ("e", &q),
-                        ("g", born),
-                        ("i", &pr),
-                    ]),
-                )
-                .with_body(body.clone())
+                SendReq::new(case.topic(), queue as i32, &pr)
+                    .born(born)
+                    .request(body.clone())
             } else {
                 let mut bytes = Vec::with_capacity(batch * (BODY + 128));
                 for j in 0..batch {
@@ -247,17 +199,9 @@ fn prebuild(case: Case, sender: usize, batch: usize) -> Vec<Prebuilt> {
                     wasmq::protocol::batch::encode_entry(&mut bytes, 0, &body, pr.as_bytes())
                         .unwrap();
                 }
-                RemotingCommand::new_request(
-                    request::SEND_BATCH_MESSAGE,
-                    ext(&[
-                        ("a", "PG"),
-                        ("b", case.topic()),
-                        ("e", &q),
-                        ("g", born),
-                        ("i", ""),
-                    ]),
-                )
-                .with_body(bytes)
+                SendReq::new(case.topic(), queue as i32, "")
+                    .born(born)
+                    .batch(bytes)
             };
             Prebuilt { req, per_queue }
         })
@@ -320,77 +264,6 @@ fn cpu_between(a: &CpuSample, b: &CpuSample) -> [f64; 4] {
     out
 }
 
-fn pct(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64
-}
-
-fn micros(d: Duration) -> u32 {
-    d.as_micros().min(u32::MAX as u128) as u32
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        0.0
-    } else if s.len() % 2 == 1 {
-        s[s.len() / 2]
-    } else {
-        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
-    }
-}
-
-async fn admin(c: &RemotingClient, code: i32, fields: &[(&str, &str)], body: Vec<u8>) {
-    let r = c
-        .invoke(
-            RemotingCommand::new_request(code, ext(fields)).with_body(body),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.code, response::SUCCESS, "{code}: {:?}", r.remark);
-}
-
-/// Messages per queue of `topic` (`GET_MAX_OFFSET`).
-async fn stored(c: &RemotingClient, topic: &str) -> [u64; QUEUES] {
-    let mut out = [0u64; QUEUES];
-    for (q, o) in out.iter_mut().enumerate() {
-        let r = c
-            .invoke(
-                RemotingCommand::new_request(
-                    request::GET_MAX_OFFSET,
-                    ext(&[("topic", topic), ("queueId", &q.to_string())]),
-                ),
-                RPC,
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-        *o = r.ext_fields.get_i64("offset").unwrap().unwrap_or(0) as u64;
-    }
-    out
-}
-
-/// Waits (bounded) until `topic` holds `want` messages in all.
-async fn settle(c: &RemotingClient, topic: &str, want: u64) {
-    let start = Instant::now();
-    loop {
-        let have: u64 = stored(c, topic).await.iter().sum();
-        assert!(have <= want, "{topic}: {have} messages stored, {want} sent");
-        if have == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < SETTLE_LIMIT,
-            "{topic}: {have} of {want} messages after {SETTLE_LIMIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 /// Router `name`'s counters from PLUGIN_LIST.
 #[derive(Clone, Copy, Default)]
 struct RouterStats {
@@ -421,18 +294,8 @@ impl RouterStats {
 }
 
 async fn router_stats(c: &RemotingClient, name: &str) -> RouterStats {
-    let r = c
-        .invoke(
-            RemotingCommand::new_request(request::PLUGIN_LIST, ext(&[])),
-            RPC,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    let p = v
-        .as_array()
-        .unwrap()
+    let list = support::plugin_list(c).await;
+    let p = list
         .iter()
         .find(|p| p["name"] == name)
         .expect("the router is listed");
@@ -469,10 +332,7 @@ async fn run(
     sent: &mut Sent,
 ) -> Run {
     // No dirty pages of the previous run competing with this one.
-    tokio::task::spawn_blocking(|| std::process::Command::new("sync").status())
-        .await
-        .unwrap()
-        .ok();
+    support::sync_disks_async().await;
     let mut conns = Vec::new();
     for s in 0..INFLIGHT {
         let c = RemotingClient::connect(addr).await.unwrap();
@@ -515,7 +375,7 @@ async fn run(
         }
     }
     let elapsed = start.elapsed();
-    settle(admin, case.topic(), sent[case.index()].iter().sum()).await;
+    support::settle(admin, case.topic(), QUEUES, sent[case.index()].iter().sum()).await;
     let cpu = cpu_sample().zip(cpu0).map(|(b, a)| cpu_between(&a, &b));
     Run {
         msgs,
@@ -880,22 +740,6 @@ fn route_in_process() {
 }
 
 fn over_the_wire() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = BrokerConfig {
-        listen: free(),
-        namesrv_listen: None,
-        ..Default::default()
-    };
-    cfg.store.dir = dir.path().join("store");
-    cfg.store.commit_log_segment_size = 256 << 20;
-    cfg.store.flush_mode = FlushMode::Async;
-    // A run writes up to ~0.5 GB: retention deletes sealed segments seconds after they fill,
-    // so the bench holds a few segments at a time, whatever the number of rounds.
-    cfg.store.file_reserved_hours = 5.0 / 3600.0;
-    cfg.store.cleanup_interval_ms = 1_000;
-    // Our own use stays small (above); refuse writes only on a disk that is really full.
-    cfg.store.disk_max_used_ratio = 0.98;
-    let addr = cfg.listen;
     // Runtime workers shared by the broker and the senders (`WASMQ_BENCH_WORKERS`, default
     // 2): with 1, every route call runs on the same thread, so the router's instance never
     // moves between cores.
@@ -906,38 +750,21 @@ fn over_the_wire() {
     if keyed_queues() {
         println!("\n(single sends: the client picks each message's key's queue)");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("bench-worker")
-        .enable_all()
-        .build()
-        .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = rt.spawn(wasmq::broker::run(cfg, stop_rx));
+    // The runtime's workers are named `bench-worker` (`CPU_GROUPS`).
+    let broker = BenchBroker::start_on(support::runtime(workers), FlushMode::Async, |cfg| {
+        // A run writes up to ~0.5 GB: retention deletes sealed segments seconds after they
+        // fill, so the bench holds a few segments at a time, whatever the number of rounds.
+        cfg.store.file_reserved_hours = 5.0 / 3600.0;
+        cfg.store.cleanup_interval_ms = 1_000;
+        // Our own use stays small (above); refuse writes only on a disk that is really full.
+        cfg.store.disk_max_used_ratio = 0.98;
+    });
+    let addr = broker.addr;
     let mut results = Vec::new();
-    rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let c = loop {
-            if let Ok(c) = RemotingClient::connect(addr).await {
-                break c;
-            }
-            assert!(Instant::now() < deadline, "broker did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let q = QUEUES.to_string();
+    broker.block_on(async {
+        let c = broker.client().await;
         for case in CASES {
-            admin(
-                &c,
-                request::UPDATE_AND_CREATE_TOPIC,
-                &[
-                    ("topic", case.topic()),
-                    ("readQueueNums", &q),
-                    ("writeQueueNums", &q),
-                    ("perm", "6"),
-                ],
-                Vec::new(),
-            )
-            .await;
+            support::create_topic(&c, case.topic(), QUEUES).await;
         }
         let wasm = std::fs::read(shipped::path("hash-router")).unwrap();
         for (name, config) in [
@@ -972,8 +799,8 @@ fn over_the_wire() {
         // Everything sent is stored where it belongs, and the router saw every routed message.
         for case in CASES {
             let want = sent[case.index()];
-            settle(&c, case.topic(), want.iter().sum()).await;
-            let have = stored(&c, case.topic()).await;
+            support::settle(&c, case.topic(), QUEUES, want.iter().sum()).await;
+            let have = support::max_offsets(&c, case.topic(), QUEUES).await;
             assert_eq!(have, want, "{}: per-queue counts", case.topic());
         }
         for case in CASES {
@@ -992,9 +819,7 @@ fn over_the_wire() {
             sent[Case::Routed.index()]
         );
     });
-    let _ = stop_tx.send(true);
-    let _ = rt.block_on(server);
-    drop(dir);
+    broker.stop();
     println!("\n== summary: routed/plain msgs/s (target >= 0.85)");
     for (batch, (ratio, mean)) in results {
         println!(

@@ -10,6 +10,8 @@
 //! under sync flush). The last column shows, under sync flush, how many appends one commit-log
 //! `fdatasync` carried, and the mean time a batch gathered appends + the mean `fdatasync`.
 
+mod support;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,11 +21,9 @@ use std::time::{Duration, Instant};
 
 use wasmq::store::{FlushMode, MessageInput, MessageStore, StoreConfig};
 
+/// `WASMQ_BENCH_SECS`: seconds per case (`WASMQ_BENCH_SMOKE` does not shrink this bench).
 fn secs() -> f64 {
-    std::env::var("WASMQ_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0)
+    support::env_or("WASMQ_BENCH_SECS", 2.0)
 }
 
 fn base_dir() -> PathBuf {
@@ -80,18 +80,15 @@ struct Case {
     gather_us: f64,
 }
 
+/// The `p` quantile of latencies sorted in ns, in us.
 fn pct(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
+    support::pct(sorted, p) / 1000.0
 }
 
 fn run_case(mode: FlushMode, size: usize, writers: usize) -> Case {
     // Start each case with no dirty data from the previous ones in the page cache: their
     // writeback would compete with this case's fdatasyncs.
-    let _ = std::process::Command::new("sync").status();
+    support::sync_disks();
     let dir = tempfile::tempdir_in(base_dir()).expect("temp dir");
     let cfg = StoreConfig {
         flush_mode: mode,

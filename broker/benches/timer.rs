@@ -3,14 +3,16 @@
 //! process, samples the broker's resident memory while they are pending, and measures how late
 //! the ones due during the next `WASMQ_TIMER_BENCH_SECS` (default 40) are delivered.
 
-use std::net::TcpListener;
+mod support;
+
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::{env_or, free_port, PullReq, SendReq};
 use wasmq::net::RemotingClient;
-use wasmq::protocol::{request, response, ExtFields, RemotingCommand};
+use wasmq::protocol::response;
 use wasmq::store::commit_log::now_ms;
 use wasmq::store::record::{self, Check, Entry};
 
@@ -28,24 +30,11 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 fn main() {
-    let n: u64 = std::env::var("WASMQ_TIMER_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let window: u64 = std::env::var("WASMQ_TIMER_BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+    let n: u64 = env_or("WASMQ_TIMER_BENCH_N", 1_000_000);
+    let window: u64 = env_or("WASMQ_TIMER_BENCH_SECS", 40);
     let dir = tempfile::tempdir().expect("temp dir");
-    let (bp, np) = (port(), port());
+    let (bp, np) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmq-broker"))
         .args([
             "--listen",
@@ -89,14 +78,10 @@ fn main() {
                     x ^= x >> 7;
                     x ^= x << 17;
                     let at = start + 5_000 + (x % 3_595_000) as i64;
-                    let mut e = ExtFields::new();
-                    e.insert_display("g", now_ms());
-                    for (k, v) in [("a", "PG"), ("b", "TimerBench"), ("e", "0")] {
-                        e.insert(k, v);
-                    }
-                    e.insert("i", &format!("TIMER_DELIVER_MS\u{1}{at}\u{2}"));
-                    let req = RemotingCommand::new_request(request::SEND_MESSAGE_V2, e)
-                        .with_body(format!("m{i}").into_bytes());
+                    let props = format!("TIMER_DELIVER_MS\u{1}{at}\u{2}");
+                    let req = SendReq::new("TimerBench", 0, &props)
+                        .born(now_ms())
+                        .request(format!("m{i}").into_bytes());
                     let r = c.invoke(req, Duration::from_secs(10)).await.expect("send");
                     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
                     sent.fetch_add(1, Ordering::Relaxed);
@@ -126,24 +111,11 @@ fn main() {
         let mut offset = 0i64;
         let end = Instant::now() + Duration::from_secs(window);
         while Instant::now() < end {
-            let mut e = ExtFields::new();
-            for (k, v) in [
-                ("consumerGroup", "bench"),
-                ("topic", "TimerBench"),
-                ("queueId", "0"),
-                ("maxMsgNums", "64"),
-                ("sysFlag", "6"),
-                ("suspendTimeoutMillis", "1000"),
-                ("subscription", "*"),
-            ] {
-                e.insert(k, v);
-            }
-            e.insert_display("queueOffset", offset);
+            let pull = PullReq::new("bench", "TimerBench", 0, offset)
+                .max(64)
+                .suspend(1000);
             let r = c
-                .invoke(
-                    RemotingCommand::new_request(request::PULL_MESSAGE, e),
-                    Duration::from_secs(10),
-                )
+                .invoke(pull.request(), Duration::from_secs(10))
                 .await
                 .expect("pull");
             if r.code == response::SUCCESS {

@@ -17,59 +17,29 @@
 //! in all (CI runs it that way; its figures are not meaningful).
 //! Run: `cargo bench -p wasmq-broker --bench txn`.
 
-use std::net::{SocketAddr, TcpListener};
+mod support;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use wasmq::config::BrokerConfig;
+use support::{ext, micros, pct, smoke, BenchBroker, SendReq, RPC, SETTLE_LIMIT};
 use wasmq::net::{NetError, RemotingClient};
-use wasmq::protocol::{message_id, request, response, ExtFields, RemotingCommand};
+use wasmq::protocol::{message_id, request, response, RemotingCommand};
 use wasmq::store::FlushMode;
 
 const QUEUES: usize = 4;
 const BODY: usize = 1024;
 const GROUP: &str = "PG_BENCH_TXN";
 const COMMIT: i32 = 8;
-const RPC: Duration = Duration::from_secs(30);
-/// How long a case may take to settle (commits and dispatch catching up) after sending.
-const SETTLE_LIMIT: Duration = Duration::from_secs(120);
 
-fn smoke() -> bool {
-    std::env::var_os("WASMQ_BENCH_SMOKE").is_some()
-}
-
+/// `WASMQ_BENCH_SECS`: seconds of sending per case.
 fn secs() -> f64 {
-    if smoke() {
-        return 0.3;
-    }
-    std::env::var("WASMQ_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0)
+    support::secs(3.0, 0.3)
 }
 
+/// `WASMQ_BENCH_COUNT`: most messages per case.
 fn max_count() -> usize {
-    if smoke() {
-        return 300;
-    }
-    std::env::var("WASMQ_BENCH_COUNT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000_000)
-}
-
-fn free() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn ext(pairs: &[(&str, &str)]) -> ExtFields {
-    let mut e = ExtFields::new();
-    for (k, v) in pairs {
-        e.insert(k, v);
-    }
-    e
+    support::max_count(2_000_000, 300)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,26 +60,18 @@ impl Kind {
 /// A send as a producer makes it; `Txn` adds the half-message flags and properties.
 fn send_req(kind: Kind, topic: &str, queue: usize, uniq: &str, body: &[u8]) -> RemotingCommand {
     let (sysflag, props) = match kind {
-        Kind::Plain => ("0", format!("UNIQ_KEY\u{1}{uniq}\u{2}WAIT\u{1}true\u{2}")),
+        Kind::Plain => (0, format!("UNIQ_KEY\u{1}{uniq}\u{2}WAIT\u{1}true\u{2}")),
         Kind::Txn => (
-            "4",
+            4,
             format!(
                 "TRAN_MSG\u{1}true\u{2}PGROUP\u{1}{GROUP}\u{2}UNIQ_KEY\u{1}{uniq}\u{2}WAIT\u{1}true\u{2}"
             ),
         ),
     };
-    RemotingCommand::new_request(
-        request::SEND_MESSAGE_V2,
-        ext(&[
-            ("a", GROUP),
-            ("b", topic),
-            ("e", &queue.to_string()),
-            ("f", sysflag),
-            ("g", "1"),
-            ("i", &props),
-        ]),
-    )
-    .with_body(body.to_vec())
+    SendReq::new(topic, queue as i32, &props)
+        .group(GROUP)
+        .sysflag(sysflag)
+        .request(body.to_vec())
 }
 
 /// The END_TRANSACTION commit for a half message, from its send reply.
@@ -147,41 +109,6 @@ async fn oneway(c: &RemotingClient, cmd: RemotingCommand) {
     }
 }
 
-async fn create_topic(c: &RemotingClient, topic: &str) {
-    let q = QUEUES.to_string();
-    let req = RemotingCommand::new_request(
-        request::UPDATE_AND_CREATE_TOPIC,
-        ext(&[
-            ("topic", topic),
-            ("readQueueNums", &q),
-            ("writeQueueNums", &q),
-            ("perm", "6"),
-        ]),
-    );
-    let r = c.invoke(req, RPC).await.unwrap();
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-}
-
-/// Messages in the topic: the sum of its queues' max offsets.
-async fn stored(c: &RemotingClient, topic: &str) -> i64 {
-    let mut sum = 0;
-    for q in 0..QUEUES {
-        let r = c
-            .invoke(
-                RemotingCommand::new_request(
-                    request::GET_MAX_OFFSET,
-                    ext(&[("topic", topic), ("queueId", &q.to_string())]),
-                ),
-                RPC,
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-        sum += r.ext_fields.get_i64("offset").unwrap().unwrap_or(0);
-    }
-    sum
-}
-
 async fn pending(c: &RemotingClient) -> usize {
     let r = c
         .invoke(
@@ -206,17 +133,6 @@ struct Figures {
     half_p50_us: f64,
 }
 
-fn pct(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64
-}
-
-fn micros(d: Duration) -> u32 {
-    d.as_micros().min(u32::MAX as u128) as u32
-}
-
 /// One case: `senders` connections sending `kind` to a fresh topic for at most `secs` and
 /// `count` messages, then waiting (bounded) until the topic holds exactly what was sent.
 async fn run_case(
@@ -229,11 +145,8 @@ async fn run_case(
     count: usize,
 ) -> Figures {
     // No dirty pages of the previous case competing with this one's writes and fsyncs.
-    tokio::task::spawn_blocking(|| std::process::Command::new("sync").status())
-        .await
-        .unwrap()
-        .ok();
-    create_topic(admin, topic).await;
+    support::sync_disks_async().await;
+    support::create_topic(admin, topic, QUEUES).await;
     let mut conns = Vec::new();
     for _ in 0..senders {
         conns.push(RemotingClient::connect(addr).await.unwrap());
@@ -284,15 +197,7 @@ async fn run_case(
     }
     let acked = started.elapsed();
     // Settle: every commit stored and dispatched (bounded).
-    let mut have = stored(admin, topic).await;
-    while have < sent as i64 {
-        assert!(
-            started.elapsed() < acked + SETTLE_LIMIT,
-            "{topic}: {have} of {sent} messages after {SETTLE_LIMIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        have = stored(admin, topic).await;
-    }
+    support::settle(admin, topic, QUEUES, sent as u64).await;
     let settled = started.elapsed();
     if kind == Kind::Txn {
         // A commit stores the real message, then its op entry: wait (bounded) for the last.
@@ -306,8 +211,8 @@ async fn run_case(
             left = pending(admin).await;
         }
     }
-    let have = stored(admin, topic).await;
-    assert_eq!(have, sent as i64, "{topic}: more messages than were sent");
+    let have = support::stored(admin, topic, QUEUES).await;
+    assert_eq!(have, sent as u64, "{topic}: more messages than were sent");
     drop(keep);
     lat.sort_unstable();
     half.sort_unstable();
@@ -330,36 +235,15 @@ struct Row {
 }
 
 fn run_mode(mode: FlushMode, name: &'static str, rows: &mut Vec<Row>) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = BrokerConfig {
-        listen: free(),
-        namesrv_listen: None,
+    let broker = BenchBroker::start(mode, |cfg| {
         // The check loop never fires during a case: every half message is ended at once.
-        transaction_timeout_ms: 600_000,
-        transaction_check_interval_ms: 600_000,
-        ..Default::default()
-    };
-    cfg.store.dir = dir.path().join("store");
-    cfg.store.commit_log_segment_size = 256 << 20;
-    cfg.store.flush_mode = mode;
-    let addr = cfg.listen;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = rt.spawn(wasmq::broker::run(cfg, stop_rx));
+        cfg.transaction_timeout_ms = 600_000;
+        cfg.transaction_check_interval_ms = 600_000;
+    });
+    let addr = broker.addr;
     let (secs, count) = (secs(), max_count());
-    rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let admin = loop {
-            if let Ok(c) = RemotingClient::connect(addr).await {
-                break c;
-            }
-            assert!(Instant::now() < deadline, "broker did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+    broker.block_on(async {
+        let admin = broker.client().await;
         // Warm up both paths (connections, topic tables, page cache of the first segment).
         let warm = (secs / 5.0).min(0.5);
         for kind in [Kind::Plain, Kind::Txn] {
@@ -412,8 +296,7 @@ fn run_mode(mode: FlushMode, name: &'static str, rows: &mut Vec<Row>) {
             });
         }
     });
-    let _ = stop_tx.send(true);
-    let _ = rt.block_on(server);
+    broker.stop();
 }
 
 fn main() {

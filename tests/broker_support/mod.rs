@@ -3,17 +3,15 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+/// Request builders and reply decoding shared by the broker tests (and the benches).
+pub mod wire;
+
+pub use wire::free_port;
 
 pub struct BrokerProc {
     pub child: Option<Child>,
@@ -164,109 +162,5 @@ impl BrokerProc {
 impl Drop for BrokerProc {
     fn drop(&mut self) {
         self.kill9();
-    }
-}
-
-/// Request builders and reply decoding shared by the broker tests.
-pub mod wire {
-    use wasmq::protocol::{request, ExtFields, RemotingCommand};
-    use wasmq::store::record::{self, Check, Entry};
-
-    pub fn ext(pairs: &[(&str, &str)]) -> ExtFields {
-        let mut e = ExtFields::new();
-        for (k, v) in pairs {
-            e.insert(k, v);
-        }
-        e
-    }
-
-    /// SEND_MESSAGE_V2 (letter header) to `topic`/`queue`.
-    pub fn send_req(topic: &str, queue: i32, props: &str, body: &[u8]) -> RemotingCommand {
-        RemotingCommand::new_request(
-            request::SEND_MESSAGE_V2,
-            ext(&[
-                ("a", "PG"),
-                ("b", topic),
-                ("e", &queue.to_string()),
-                ("g", "1"),
-                ("i", props),
-            ]),
-        )
-        .with_body(body.to_vec())
-    }
-
-    /// PULL_MESSAGE with the subscription in the request (`*` unless given), held up to
-    /// `suspend_ms` when nothing is there.
-    pub fn pull_req(
-        group: &str,
-        topic: &str,
-        queue: i32,
-        offset: i64,
-        max: u32,
-        suspend_ms: i64,
-    ) -> RemotingCommand {
-        let flag = if suspend_ms > 0 { "6" } else { "4" };
-        RemotingCommand::new_request(
-            request::PULL_MESSAGE,
-            ext(&[
-                ("consumerGroup", group),
-                ("topic", topic),
-                ("queueId", &queue.to_string()),
-                ("queueOffset", &offset.to_string()),
-                ("maxMsgNums", &max.to_string()),
-                ("sysFlag", flag),
-                ("suspendTimeoutMillis", &suspend_ms.to_string()),
-                ("subscription", "*"),
-            ]),
-        )
-    }
-
-    /// One stored record of a reply, owned.
-    #[derive(Debug, Clone)]
-    pub struct Rec {
-        pub topic: String,
-        pub queue_offset: i64,
-        pub phys: i64,
-        pub body: Vec<u8>,
-        pub props: String,
-        pub store_ts: i64,
-        pub reconsume: i32,
-    }
-
-    impl Rec {
-        pub fn prop(&self, k: &str) -> Option<&str> {
-            wasmq::protocol::properties::get_property(&self.props, k)
-        }
-        pub fn text(&self) -> String {
-            String::from_utf8_lossy(&self.body).into_owned()
-        }
-    }
-
-    /// Every record of a PULL / QUERY / VIEW reply body, each CRC-checked.
-    pub fn records(body: &[u8]) -> Vec<Rec> {
-        let mut out = Vec::new();
-        let mut rest = body;
-        while !rest.is_empty() {
-            let Ok(Entry::Record(v)) = record::decode(
-                rest,
-                Check {
-                    crc: true,
-                    position: None,
-                },
-            ) else {
-                panic!("bad record in a reply body")
-            };
-            out.push(Rec {
-                topic: v.topic().to_string(),
-                queue_offset: v.queue_offset(),
-                phys: v.physical_offset(),
-                body: v.body().to_vec(),
-                props: v.properties().to_string(),
-                store_ts: v.store_timestamp(),
-                reconsume: v.reconsume_times(),
-            });
-            rest = &rest[v.total_size()..];
-        }
-        out
     }
 }
