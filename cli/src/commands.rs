@@ -6,8 +6,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use wasmq::protocol::{request, response, ExtFields, RemotingCommand};
 
-use crate::args::parse_kv;
-use crate::message::{describe, for_each, properties, send_request, uniq_key};
+use crate::args::{parse_count, parse_from, parse_kv, StartFrom};
+use crate::message::{
+    describe, describe_with_properties, for_each, properties, send_request, uniq_key,
+};
 use crate::rpc::{ext, field_i64, Cluster};
 use crate::{Cli, Cmd, TopicCmd};
 
@@ -23,16 +25,16 @@ pub struct SendArgs {
     /// User property k=v (repeatable).
     #[arg(long = "property", value_parser = parse_kv)]
     pub properties: Vec<(String, String)>,
-    /// Message body (one message).
-    #[arg(long, conflicts_with = "count")]
-    pub body: Option<String>,
-    /// Number of generated messages.
+    /// Message body (with --count: that many copies of it).
     #[arg(long)]
+    pub body: Option<String>,
+    /// Number of messages (default 1): copies of --body, or generated bodies of --size bytes.
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
     pub count: Option<u64>,
-    /// Size of generated bodies in bytes.
+    /// Size of generated bodies in bytes (without --body).
     #[arg(long, default_value_t = 128)]
     pub size: usize,
-    /// Queue id (default: round robin over the route's write queues).
+    /// Queue id (default: round robin over the route's write queues, from a random one).
     #[arg(long)]
     pub queue: Option<i32>,
 }
@@ -48,15 +50,22 @@ pub struct ConsumeArgs {
     pub expr_type: String,
     #[arg(long, default_value = "*")]
     pub expr: String,
-    /// Where a group without committed offsets starts: first, last or a timestamp in ms.
-    #[arg(long)]
-    pub from: Option<String>,
-    /// Stop after this many messages.
-    #[arg(long)]
-    pub count: Option<usize>,
-    /// Stop after this long without reaching --count.
+    /// Where a group without committed offsets starts: first (the oldest stored message), last
+    /// (only what arrives from now on) or a timestamp in ms. A group with committed offsets
+    /// always resumes from them.
+    #[arg(long, default_value = "first", value_parser = parse_from)]
+    pub from: StartFrom,
+    /// Stop after this many messages; the group's offsets then move exactly past the messages
+    /// printed. Without --count: print what is there and stop once every queue is drained.
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
+    pub count: Option<u64>,
+    /// Give up after this many ms (with --count: fail if fewer arrived).
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
+    /// Print every property of each message (user and system: what a filter sees) as
+    /// `properties={k=v,...}` before the body.
+    #[arg(long)]
+    pub show_properties: bool,
 }
 
 #[derive(Args, Debug)]
@@ -207,16 +216,14 @@ async fn topic(c: &mut Cluster, cmd: TopicCmd) -> Result<()> {
 
 async fn send(c: &mut Cluster, a: SendArgs) -> Result<()> {
     let queues = c.queues(&a.topic, true).await?;
-    let n = if a.body.is_some() {
-        1
-    } else {
-        a.count.unwrap_or(1)
-    };
+    let n = a.count.unwrap_or(1);
+    // Round robin from a random queue, so that runs of one message spread over the queues.
+    let first = rand::random_range(0..queues.len());
     let mut failures = 0;
     for i in 0..n {
         let (addr, q) = match a.queue {
             Some(q) => (queues[0].0.clone(), q),
-            None => queues[(i as usize) % queues.len()].clone(),
+            None => queues[(first + i as usize) % queues.len()].clone(),
         };
         let body = match &a.body {
             Some(b) => b.clone().into_bytes(),
@@ -268,7 +275,8 @@ fn heartbeat(client_id: &str, group: &str, topic: &str, ty: &str, expr: &str) ->
         .with_body(body.to_string().into_bytes())
 }
 
-async fn start_offset(c: &mut Cluster, addr: &str, a: &ConsumeArgs, q: i32) -> Result<i64> {
+/// Where a queue's reading starts: the group's committed offset (and `true`), or per `--from`.
+async fn start_offset(c: &mut Cluster, addr: &str, a: &ConsumeArgs, q: i32) -> Result<(i64, bool)> {
     let qs = q.to_string();
     let committed = c
         .call(
@@ -285,65 +293,78 @@ async fn start_offset(c: &mut Cluster, addr: &str, a: &ConsumeArgs, q: i32) -> R
         )
         .await?;
     if committed.code == response::SUCCESS {
-        return field_i64(&committed, "offset");
+        return Ok((field_i64(&committed, "offset")?, true));
     }
-    let req = match a.from.as_deref() {
-        None | Some("first") => RemotingCommand::new_request(
+    let req = match a.from {
+        StartFrom::First => RemotingCommand::new_request(
             request::GET_MIN_OFFSET,
             ext(&[("topic", &a.topic), ("queueId", &qs)]),
         ),
-        Some("last") => RemotingCommand::new_request(
+        StartFrom::Last => RemotingCommand::new_request(
             request::GET_MAX_OFFSET,
             ext(&[("topic", &a.topic), ("queueId", &qs)]),
         ),
-        Some(ts) => {
-            let ts: i64 = ts
-                .parse()
-                .context("--from must be first, last or a timestamp in ms")?;
-            RemotingCommand::new_request(
-                request::SEARCH_OFFSET_BY_TIMESTAMP,
-                ext(&[
-                    ("topic", &a.topic),
-                    ("queueId", &qs),
-                    ("timestamp", &ts.to_string()),
-                ]),
-            )
-        }
+        StartFrom::Timestamp(ts) => RemotingCommand::new_request(
+            request::SEARCH_OFFSET_BY_TIMESTAMP,
+            ext(&[
+                ("topic", &a.topic),
+                ("queueId", &qs),
+                ("timestamp", &ts.to_string()),
+            ]),
+        ),
     };
     let r = c.call_ok(addr, req).await?;
-    field_i64(&r, "offset")
+    Ok((field_i64(&r, "offset")?, false))
 }
 
-async fn consume(c: &mut Cluster, a: ConsumeArgs) -> Result<()> {
-    let queues = c.queues(&a.topic, false).await?;
-    let client_id = format!("wasmq-cli@{}", std::process::id());
-    let mut brokers: Vec<String> = queues.iter().map(|q| q.0.clone()).collect();
-    brokers.dedup();
-    for b in &brokers {
-        c.call_ok(
-            b,
-            heartbeat(&client_id, &a.group, &a.topic, &a.expr_type, &a.expr),
-        )
-        .await?;
-    }
-    let mut offsets = Vec::new();
-    for (addr, q) in &queues {
-        offsets.push(start_offset(c, addr, &a, *q).await?);
-    }
+/// One queue of a `consume` run.
+struct QueueRead {
+    addr: String,
+    queue: i32,
+    /// The group's committed offset when the run started (None: it had none).
+    committed: Option<i64>,
+    /// Where the next pull starts.
+    next: i64,
+    /// What the run commits: exactly past what it printed (and past what the broker's filter
+    /// skipped before that).
+    commit: i64,
+}
+
+/// Why a `consume` run ended.
+enum Ended {
+    Count,
+    Drained,
+    TimedOut,
+}
+
+/// Pulls and prints until --count messages are printed, the queues are drained (no --count)
+/// or the timeout; `got` counts what was printed, `queues[i].commit` moves past it.
+async fn pull_and_print(
+    c: &mut Cluster,
+    a: &ConsumeArgs,
+    queues: &mut [QueueRead],
+    got: &mut u64,
+) -> Result<Ended> {
+    const MAX_PULL: u64 = 32;
     let deadline = Instant::now() + Duration::from_millis(a.timeout_ms);
-    let want = a.count.unwrap_or(usize::MAX);
-    let mut got = 0usize;
-    'outer: while Instant::now() < deadline && got < want {
+    // Consecutive passes over all queues that found nothing new.
+    let mut idle_passes = 0;
+    while Instant::now() < deadline {
         let mut progressed = false;
-        for (i, (addr, q)) in queues.iter().enumerate() {
+        for st in queues.iter_mut() {
+            // Ask for no more than is still wanted, so nothing is pulled that is not printed.
+            let left = a.count.map_or(MAX_PULL, |n| n.saturating_sub(*got));
+            if left == 0 {
+                return Ok(Ended::Count);
+            }
             let req = RemotingCommand::new_request(
                 request::PULL_MESSAGE,
                 ext(&[
                     ("consumerGroup", &a.group),
                     ("topic", &a.topic),
-                    ("queueId", &q.to_string()),
-                    ("queueOffset", &offsets[i].to_string()),
-                    ("maxMsgNums", "32"),
+                    ("queueId", &st.queue.to_string()),
+                    ("queueOffset", &st.next.to_string()),
+                    ("maxMsgNums", &left.min(MAX_PULL).to_string()),
                     ("sysFlag", "4"),
                     ("commitOffset", "0"),
                     ("suspendTimeoutMillis", "0"),
@@ -352,21 +373,43 @@ async fn consume(c: &mut Cluster, a: ConsumeArgs) -> Result<()> {
                     ("subVersion", "1"),
                 ]),
             );
-            let r = c.call(addr, req).await?;
+            let r = c.call(&st.addr, req).await?;
             match r.code {
                 response::SUCCESS => {
+                    let (before, next) = (st.next, field_i64(&r, "nextBeginOffset")?);
+                    let (mut printed, mut all) = (None, true);
                     for_each(&r.body, |m| {
-                        if got < want {
-                            println!("{}", describe(m));
-                            got += 1;
+                        if a.count.is_some_and(|n| *got >= n) {
+                            all = false;
+                            return;
                         }
+                        if a.show_properties {
+                            println!("{}", describe_with_properties(m));
+                        } else {
+                            println!("{}", describe(m));
+                        }
+                        *got += 1;
+                        printed = Some(m.queue_offset());
                     })?;
-                    offsets[i] = field_i64(&r, "nextBeginOffset")?;
-                    progressed = true;
+                    if all {
+                        // Everything this pull returned was printed: its nextBeginOffset also
+                        // skips what the filter left out after the last one.
+                        st.commit = next;
+                        st.next = next;
+                    } else if let Some(last) = printed {
+                        // Stopped inside the pull: the rest is for the next run.
+                        st.commit = last + 1;
+                        st.next = last + 1;
+                    }
+                    progressed |= printed.is_some() || st.next != before;
                 }
                 response::PULL_RETRY_IMMEDIATELY | response::PULL_OFFSET_MOVED => {
-                    offsets[i] = field_i64(&r, "nextBeginOffset")?;
-                    progressed = true;
+                    // Nothing matched up to nextBeginOffset, or the offset was out of the
+                    // queue's range: move there, as RocketMQ consumers do.
+                    let next = field_i64(&r, "nextBeginOffset")?;
+                    progressed |= next != st.next;
+                    st.next = next;
+                    st.commit = next;
                 }
                 response::PULL_NOT_FOUND => {}
                 response::SUBSCRIPTION_PARSE_FAILED => {
@@ -380,25 +423,80 @@ async fn consume(c: &mut Cluster, a: ConsumeArgs) -> Result<()> {
                     r.remark.unwrap_or_default()
                 ),
             }
-            if got >= want {
-                break 'outer;
-            }
         }
-        if !progressed {
+        if a.count.is_some_and(|n| *got >= n) {
+            return Ok(Ended::Count);
+        }
+        if progressed {
+            idle_passes = 0;
+        } else {
+            idle_passes += 1;
+            // Without --count, drained means nothing new on two passes 100 ms apart (a message
+            // acknowledged a moment ago may not be indexed yet).
+            if a.count.is_none() && idle_passes >= 2 {
+                return Ok(Ended::Drained);
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    for (i, (addr, q)) in queues.iter().enumerate() {
+    Ok(Ended::TimedOut)
+}
+
+async fn consume(c: &mut Cluster, a: ConsumeArgs) -> Result<()> {
+    let routes = c.queues(&a.topic, false).await?;
+    let client_id = format!("wasmq-cli@{}", std::process::id());
+    let mut brokers: Vec<String> = routes.iter().map(|q| q.0.clone()).collect();
+    brokers.dedup();
+    for b in &brokers {
+        c.call_ok(
+            b,
+            heartbeat(&client_id, &a.group, &a.topic, &a.expr_type, &a.expr),
+        )
+        .await?;
+    }
+    let mut queues = Vec::new();
+    for (addr, q) in routes {
+        let (start, committed) = start_offset(c, &addr, &a, q).await?;
+        queues.push(QueueRead {
+            addr,
+            queue: q,
+            committed: committed.then_some(start),
+            next: start,
+            commit: start,
+        });
+    }
+    let mut got = 0u64;
+    let ended = pull_and_print(c, &a, &mut queues, &mut got).await;
+    // Commit what was printed even when a later pull failed (at-least-once: nothing printed
+    // is committed twice, nothing unprinted is committed at all).
+    let mut committed = Vec::new();
+    let mut commit_error = None;
+    for st in &queues {
+        let label = if brokers.len() > 1 {
+            format!("{} queue {}", st.addr, st.queue)
+        } else {
+            format!("queue {}", st.queue)
+        };
+        if st.committed == Some(st.commit) {
+            committed.push(format!("{label}={} (unchanged)", st.commit));
+            continue;
+        }
         let req = RemotingCommand::new_request(
             request::UPDATE_CONSUMER_OFFSET,
             ext(&[
                 ("consumerGroup", &a.group),
                 ("topic", &a.topic),
-                ("queueId", &q.to_string()),
-                ("commitOffset", &offsets[i].to_string()),
+                ("queueId", &st.queue.to_string()),
+                ("commitOffset", &st.commit.to_string()),
             ]),
         );
-        c.call_ok(addr, req).await?;
+        match c.call_ok(&st.addr, req).await {
+            Ok(_) => committed.push(format!("{label}={}", st.commit)),
+            Err(e) => {
+                committed.push(format!("{label}=<not committed>"));
+                commit_error.get_or_insert(e);
+            }
+        }
     }
     for b in &brokers {
         let _ = c
@@ -411,9 +509,28 @@ async fn consume(c: &mut Cluster, a: ConsumeArgs) -> Result<()> {
             )
             .await;
     }
-    eprintln!("consumed {got} messages");
-    if a.count.is_some_and(|n| got < n) {
-        bail!("timed out after {got} of {} messages", want);
+    let why = match &ended {
+        Ok(Ended::Count) => "stopped at --count",
+        Ok(Ended::Drained) => "queues drained",
+        Ok(Ended::TimedOut) => "timed out",
+        Err(_) => "failed",
+    };
+    let on = match brokers.as_slice() {
+        [one] => format!(" on {one}"),
+        _ => String::new(),
+    };
+    eprintln!(
+        "consumed {got} message{} ({why}); group {} offsets{on}: {}",
+        if got == 1 { "" } else { "s" },
+        a.group,
+        committed.join(", ")
+    );
+    let ended = ended?;
+    if let Some(e) = commit_error {
+        return Err(e.context("committing the consumed offsets failed"));
+    }
+    if let (Ended::TimedOut, Some(n)) = (ended, a.count) {
+        bail!("timed out after {got} of {n} messages");
     }
     Ok(())
 }
@@ -619,11 +736,7 @@ async fn dlq(c: &mut Cluster, cmd: DlqCmd) -> Result<()> {
 
 async fn offsets(c: &mut Cluster, group: &str, topic: &str) -> Result<()> {
     let queues = c.queues(topic, false).await?;
-    let (mut total_lag, mut total_committed) = (0i64, 0i64);
-    println!(
-        "{:<24} {:>6} {:>12} {:>12} {:>10}",
-        "broker", "queue", "committed", "max", "lag"
-    );
+    let mut rows = Vec::new();
     for (addr, q) in &queues {
         let qs = q.to_string();
         let r = c
@@ -641,9 +754,9 @@ async fn offsets(c: &mut Cluster, group: &str, topic: &str) -> Result<()> {
             )
             .await?;
         let committed = if r.code == response::SUCCESS {
-            field_i64(&r, "offset")?
+            Some(field_i64(&r, "offset")?)
         } else {
-            0
+            None
         };
         let m = c
             .call_ok(
@@ -654,10 +767,25 @@ async fn offsets(c: &mut Cluster, group: &str, topic: &str) -> Result<()> {
                 ),
             )
             .await?;
-        let max = field_i64(&m, "offset")?;
-        let lag = (max - committed).max(0);
+        rows.push((addr, q, committed, field_i64(&m, "offset")?));
+    }
+    if rows.iter().all(|r| r.2.is_none()) {
+        bail!(
+            "group {group} has no committed offset on topic {topic} \
+             (unknown group, or it never consumed {topic})"
+        );
+    }
+    let (mut total_lag, mut total_committed) = (0i64, 0i64);
+    println!(
+        "{:<24} {:>6} {:>12} {:>12} {:>10}",
+        "broker", "queue", "committed", "max", "lag"
+    );
+    for (addr, q, committed, max) in rows {
+        // A queue without a committed offset is read from its start by this group.
+        let lag = (max - committed.unwrap_or(0)).max(0);
         total_lag += lag;
-        total_committed += committed;
+        total_committed += committed.unwrap_or(0);
+        let committed = committed.map_or("-".to_string(), |c| c.to_string());
         println!("{addr:<24} {q:>6} {committed:>12} {max:>12} {lag:>10}");
     }
     println!("total committed={total_committed} lag={total_lag}");

@@ -103,13 +103,28 @@ pub fn for_each(body: &[u8], mut f: impl FnMut(&RecordView<'_>)) -> anyhow::Resu
 
 /// One line describing a message.
 pub fn describe(r: &RecordView<'_>) -> String {
+    line(r, false)
+}
+
+/// [`describe`] with every property the message carries (user and system: what a filter sees),
+/// as `properties={k=v,k2=v2}` before the body.
+pub fn describe_with_properties(r: &RecordView<'_>) -> String {
+    line(r, true)
+}
+
+fn line(r: &RecordView<'_>, with_properties: bool) -> String {
     let id = wasmq::protocol::message_id::encode(r.store_host(), r.physical_offset());
     let body = match std::str::from_utf8(r.body()) {
         Ok(s) if s.len() <= 200 && r.sysflag() & 1 == 0 => s.to_string(),
         _ => format!("<{} bytes>", r.body().len()),
     };
+    let props = if with_properties {
+        format!("properties={{{}}} ", properties_text(r.properties()))
+    } else {
+        String::new()
+    };
     format!(
-        "topic={} queue={} offset={} msgId={} tags={} keys={} body={}",
+        "topic={} queue={} offset={} msgId={} tags={} keys={} {props}body={}",
         r.topic(),
         r.queue_id(),
         r.queue_offset(),
@@ -118,4 +133,36 @@ pub fn describe(r: &RecordView<'_>) -> String {
         r.property("KEYS").unwrap_or(""),
         body
     )
+}
+
+/// `k=v,k2=v2` in stored order (RocketMQ's `k \x01 v \x02` encoding); a damaged tail is shown
+/// as `<malformed>`.
+fn properties_text(props: &str) -> String {
+    let mut out = Vec::new();
+    for kv in wasmq::protocol::properties::iter(props) {
+        match kv {
+            Ok((k, v)) => out.push(format!("{k}={v}")),
+            Err(_) => {
+                out.push("<malformed>".to_string());
+                break;
+            }
+        }
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_are_listed_in_stored_order() {
+        let p = properties(Some("A"), None, &[("color".into(), "red".into())], "U1");
+        assert_eq!(
+            properties_text(&p),
+            "TAGS=A,color=red,UNIQ_KEY=U1,WAIT=true"
+        );
+        assert_eq!(properties_text(""), "");
+        assert_eq!(properties_text("a\u{1}1\u{2}broken"), "a=1,<malformed>");
+    }
 }

@@ -1026,3 +1026,273 @@ fn route_bind_list_unbind_with_hash_router() {
     let bad = wasmq(&b, &["route", "unbind", "--topic", "Keyed"]);
     assert!(!bad.status.success());
 }
+
+/// The committed offset `wasmq offsets` shows for queue 0 of a one-queue topic ("-": none).
+fn committed_q0(b: &Broker, group: &str, topic: &str) -> String {
+    let out = ok(b, &["offsets", "--group", group, "--topic", topic]);
+    // Header, one row per queue, total.
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[1], "0", "{out}");
+    row[2].to_string()
+}
+
+/// The value of `key=` in a `consume` line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split(' ')
+        .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
+/// `wasmq consume --group G --topic T` with `extra` flags: (stdout, stderr), asserting success.
+fn consume_run(b: &Broker, topic: &str, group: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["consume", "--topic", topic, "--group", group];
+    args.extend_from_slice(extra);
+    let o = wasmq(b, &args);
+    let (out, err) = (
+        String::from_utf8(o.stdout).unwrap(),
+        String::from_utf8(o.stderr).unwrap(),
+    );
+    assert!(o.status.success(), "wasmq {args:?} failed: {err}\n{out}");
+    (out, err)
+}
+
+#[test]
+fn consume_commits_exactly_what_it_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path());
+    ok(
+        &b,
+        &["topic", "create", "--topic", "Drain", "--queues", "1"],
+    );
+    let sent = ok(
+        &b,
+        &["send", "--topic", "Drain", "--count", "10", "--size", "16"],
+    );
+    assert_eq!(
+        sent.lines().filter(|l| l.starts_with("SEND_OK")).count(),
+        10,
+        "{sent}"
+    );
+    // A group that never consumed: `offsets` says so instead of showing zeros.
+    let o = wasmq(&b, &["offsets", "--group", "gc", "--topic", "Drain"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("group gc has no committed offset"), "{err}");
+
+    // --count 3, --count 3, then no count: 0-2, 3-5, 6-9, each exactly once; the committed
+    // offset follows what was printed, and reaches 10 only with the last run.
+    let runs: [(&[&str], std::ops::Range<i64>); 3] = [
+        (&["--count", "3"], 0..3),
+        (&["--count", "3"], 3..6),
+        (&[], 6..10),
+    ];
+    for (i, (flags, want)) in runs.into_iter().enumerate() {
+        let mut extra = flags.to_vec();
+        extra.extend(["--timeout-ms", "30000"]);
+        let started = Instant::now();
+        let (out, err) = consume_run(&b, "Drain", "gc", &extra);
+        let offsets: Vec<i64> = out
+            .lines()
+            .map(|l| {
+                let off = field(l, "offset");
+                assert!(
+                    field(l, "body").starts_with(&format!("message-{off}-")),
+                    "{l}"
+                );
+                assert!(!l.contains("properties="), "{l}");
+                off.parse().unwrap()
+            })
+            .collect();
+        assert_eq!(offsets, want.clone().collect::<Vec<_>>(), "run {i}: {out}");
+        assert_eq!(committed_q0(&b, "gc", "Drain"), want.end.to_string());
+        // The last line says what was committed and why the run ended.
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.contains(&format!("queue 0={}", want.end)), "{err}");
+        if flags.is_empty() {
+            assert!(last.contains("queues drained"), "{err}");
+            // A drained run ends by itself, long before its timeout.
+            assert!(started.elapsed() < Duration::from_secs(15), "{err}");
+        } else {
+            assert!(last.contains("stopped at --count"), "{err}");
+        }
+    }
+    // Nothing left: a run without a count prints nothing, succeeds and changes nothing.
+    let (out, err) = consume_run(&b, "Drain", "gc", &[]);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("consumed 0 messages") && err.contains("(unchanged)"),
+        "{err}"
+    );
+    assert!(ok(&b, &["offsets", "--group", "gc", "--topic", "Drain"]).contains("lag=0"));
+
+    // Bad counts are refused before anything is pulled or committed.
+    ok(
+        &b,
+        &[
+            "offsets",
+            "reset",
+            "--group",
+            "gc",
+            "--topic",
+            "Drain",
+            "--to-offset",
+            "4",
+        ],
+    );
+    for bad in ["0", "-3", "x"] {
+        let o = wasmq(
+            &b,
+            &[
+                "consume", "--topic", "Drain", "--group", "gc", "--count", bad,
+            ],
+        );
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--count"), "{err}");
+        assert!(o.stdout.is_empty());
+        assert_eq!(committed_q0(&b, "gc", "Drain"), "4", "{bad}: {err}");
+    }
+    let o = wasmq(
+        &b,
+        &["send", "--topic", "Drain", "--body", "b", "--count", "0"],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to do"));
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn consume_with_sql92_skips_no_matching_message_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path());
+    ok(&b, &["topic", "create", "--topic", "Sql", "--queues", "1"]);
+    for i in 0..10 {
+        let parity = format!("parity={}", if i % 2 == 0 { "even" } else { "odd" });
+        let n = format!("n={i}");
+        let body = format!("m{i}");
+        let out = ok(
+            &b,
+            &[
+                "send",
+                "--topic",
+                "Sql",
+                "--property",
+                &n,
+                "--property",
+                &parity,
+                "--body",
+                &body,
+            ],
+        );
+        assert!(out.starts_with("SEND_OK"), "{out}");
+    }
+    let sql = ["--type", "SQL92", "--expr", "parity = 'even'"];
+    // (flags, bodies printed, committed afterwards: at least past the last printed, at most up
+    // to the next matching message).
+    let runs: [(&[&str], &[&str], std::ops::RangeInclusive<i64>); 3] = [
+        (&["--count", "2"], &["m0", "m2"], 3..=4),
+        (&["--count", "2"], &["m4", "m6"], 7..=8),
+        (&[], &["m8"], 10..=10),
+    ];
+    for (flags, want, committed) in runs {
+        let mut extra = sql.to_vec();
+        extra.extend_from_slice(flags);
+        extra.extend(["--timeout-ms", "30000"]);
+        let (out, err) = consume_run(&b, "Sql", "gs", &extra);
+        let bodies: Vec<&str> = out.lines().map(|l| field(l, "body")).collect();
+        assert_eq!(bodies, want, "{out}\n{err}");
+        let c: i64 = committed_q0(&b, "gs", "Sql").parse().unwrap();
+        assert!(
+            committed.contains(&c),
+            "committed {c}, want {committed:?}: {err}"
+        );
+    }
+    let (out, _) = consume_run(&b, "Sql", "gs", &sql);
+    assert!(out.is_empty(), "{out}");
+    assert!(ok(&b, &["offsets", "--group", "gs", "--topic", "Sql"]).contains("lag=0"));
+}
+
+#[test]
+fn send_body_count_copies_and_consume_shows_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path());
+    ok(
+        &b,
+        &["topic", "create", "--topic", "Props", "--queues", "4"],
+    );
+    let out = ok(
+        &b,
+        &[
+            "send",
+            "--topic",
+            "Props",
+            "--tag",
+            "T",
+            "--property",
+            "color=red",
+            "--body",
+            "hello",
+            "--count",
+            "8",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 8, "{out}");
+    assert!(lines.iter().all(|l| l.starts_with("SEND_OK")), "{out}");
+    // Round robin: two on each of the four queues; eight distinct messages.
+    let mut per_queue = std::collections::HashMap::<&str, usize>::new();
+    for l in &lines {
+        *per_queue.entry(field(l, "queue")).or_default() += 1;
+    }
+    assert!(
+        per_queue.len() == 4 && per_queue.values().all(|&n| n == 2),
+        "{out}"
+    );
+    let uniq: std::collections::HashSet<&str> = lines.iter().map(|l| field(l, "uniqKey")).collect();
+    assert_eq!(uniq.len(), 8, "{out}");
+
+    let (out, _) = consume_run(
+        &b,
+        "Props",
+        "gp",
+        &["--count", "8", "--timeout-ms", "30000", "--show-properties"],
+    );
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), 8, "{out}");
+    for l in &got {
+        let props = field(l, "properties");
+        assert!(
+            props.starts_with('{')
+                && props.ends_with('}')
+                && props.contains("TAGS=T")
+                && props.contains("color=red")
+                && props.contains("UNIQ_KEY="),
+            "{l}"
+        );
+        assert!(l.ends_with(" body=hello"), "{l}");
+        assert!(
+            uniq.contains(
+                field(l, "properties")
+                    .split("UNIQ_KEY=")
+                    .nth(1)
+                    .unwrap()
+                    .split([',', '}'])
+                    .next()
+                    .unwrap()
+            ),
+            "{l}"
+        );
+    }
+
+    // One-message runs start at a random queue, so they do not all land on the same one
+    // (all twelve on one queue: probability 4^-11).
+    let mut queues = std::collections::HashSet::new();
+    for i in 0..12 {
+        let out = ok(
+            &b,
+            &["send", "--topic", "Props", "--body", &format!("one-{i}")],
+        );
+        queues.insert(field(out.lines().next().unwrap(), "queue").to_string());
+    }
+    assert!(queues.len() > 1, "{queues:?}");
+}
