@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod binding;
 mod commands;
+mod consume;
 mod message;
 mod plugin;
 mod route;
@@ -33,7 +34,7 @@ pub enum Cmd {
     /// Send messages.
     Send(commands::SendArgs),
     /// Consume messages with a group (pull), printing each.
-    Consume(commands::ConsumeArgs),
+    Consume(consume::ConsumeArgs),
     /// Look messages up by key, unique key or offset message id.
     Query(commands::QueryArgs),
     /// A group's committed offsets, max offsets and lag per queue; `offsets reset` rewinds.
