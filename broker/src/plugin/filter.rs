@@ -12,16 +12,14 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use wasmtime::component::InstancePre;
-use wasmtime::Store;
 
 use super::batch::BatchEncoder;
 use super::engine::PluginEngine;
 use super::error::{EvalError, PluginError};
 use super::expr_cache::ExprCache;
-use super::guest::{trap_reason, GuestState};
-use super::instance::{Versioned, Warm, World};
-use super::module::{Module, PluginKind};
+use super::guest::trap_reason;
+use super::instance::{Versioned, Warm};
+use super::module::Module;
 
 mod wit {
     wasmtime::component::bindgen!({
@@ -62,35 +60,14 @@ type Handles = HashMap<String, HashMap<String, u32>>;
 /// The world `filter-plugin`.
 pub struct FilterWorld;
 
-impl World for FilterWorld {
-    const KIND: PluginKind = PluginKind::Filter;
-    type Bindings = wit::FilterPlugin;
-    type Pre = wit::FilterPluginPre<GuestState>;
-    type Extra = Handles;
-
-    fn pre(pre: InstancePre<GuestState>) -> wasmtime::Result<Self::Pre> {
-        wit::FilterPluginPre::new(pre)
-    }
-
-    fn instantiate(
-        pre: &Self::Pre,
-        store: &mut Store<GuestState>,
-    ) -> wasmtime::Result<Self::Bindings> {
-        pre.instantiate(store)
-    }
-
-    fn configure(
-        b: &Self::Bindings,
-        store: &mut Store<GuestState>,
-        config: &[(String, String)],
-    ) -> wasmtime::Result<Result<(), String>> {
-        b.wasmq_plugin_filter().call_configure(store, config)
-    }
-
-    fn abi_version(b: &Self::Bindings, store: &mut Store<GuestState>) -> wasmtime::Result<u32> {
-        b.wasmq_plugin_filter().call_abi_version(store)
-    }
-}
+super::instance::world!(
+    FilterWorld,
+    Filter,
+    FilterPlugin,
+    FilterPluginPre,
+    Handles,
+    wasmq_plugin_filter
+);
 
 pub struct LoadedFilter {
     plugin: Versioned<FilterWorld>,

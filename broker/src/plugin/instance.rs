@@ -233,3 +233,46 @@ impl<W: World> Versioned<W> {
         self.pool.retired()
     }
 }
+
+/// Implements [`World`] for a `bindgen!` world: every world's instantiate, `configure` and
+/// `abi-version` are the same calls under the world's own generated names.
+macro_rules! world {
+    ($world:ident, $kind:ident, $bindings:ident, $pre:ident, $extra:ty, $iface:ident) => {
+        impl $crate::plugin::instance::World for $world {
+            const KIND: $crate::plugin::module::PluginKind =
+                $crate::plugin::module::PluginKind::$kind;
+            type Bindings = wit::$bindings;
+            type Pre = wit::$pre<$crate::plugin::guest::GuestState>;
+            type Extra = $extra;
+
+            fn pre(
+                pre: wasmtime::component::InstancePre<$crate::plugin::guest::GuestState>,
+            ) -> wasmtime::Result<Self::Pre> {
+                wit::$pre::new(pre)
+            }
+
+            fn instantiate(
+                pre: &Self::Pre,
+                store: &mut wasmtime::Store<$crate::plugin::guest::GuestState>,
+            ) -> wasmtime::Result<Self::Bindings> {
+                pre.instantiate(store)
+            }
+
+            fn configure(
+                b: &Self::Bindings,
+                store: &mut wasmtime::Store<$crate::plugin::guest::GuestState>,
+                config: &[(String, String)],
+            ) -> wasmtime::Result<Result<(), String>> {
+                b.$iface().call_configure(store, config)
+            }
+
+            fn abi_version(
+                b: &Self::Bindings,
+                store: &mut wasmtime::Store<$crate::plugin::guest::GuestState>,
+            ) -> wasmtime::Result<u32> {
+                b.$iface().call_abi_version(store)
+            }
+        }
+    };
+}
+pub(super) use world;

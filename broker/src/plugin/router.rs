@@ -5,15 +5,12 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use wasmtime::component::InstancePre;
-use wasmtime::Store;
-
 use super::batch::BatchEncoder;
 use super::engine::PluginEngine;
 use super::error::{EvalError, PluginError};
-use super::guest::{trap_reason, GuestState};
-use super::instance::{Versioned, Warm, World};
-use super::module::{Module, PluginKind};
+use super::guest::trap_reason;
+use super::instance::{Versioned, Warm};
+use super::module::Module;
 
 mod wit {
     wasmtime::component::bindgen!({
@@ -50,35 +47,14 @@ pub struct RouteVerdict {
 /// The world `router-plugin`.
 pub struct RouterWorld;
 
-impl World for RouterWorld {
-    const KIND: PluginKind = PluginKind::Router;
-    type Bindings = wit::RouterPlugin;
-    type Pre = wit::RouterPluginPre<GuestState>;
-    type Extra = ();
-
-    fn pre(pre: InstancePre<GuestState>) -> wasmtime::Result<Self::Pre> {
-        wit::RouterPluginPre::new(pre)
-    }
-
-    fn instantiate(
-        pre: &Self::Pre,
-        store: &mut Store<GuestState>,
-    ) -> wasmtime::Result<Self::Bindings> {
-        pre.instantiate(store)
-    }
-
-    fn configure(
-        b: &Self::Bindings,
-        store: &mut Store<GuestState>,
-        config: &[(String, String)],
-    ) -> wasmtime::Result<Result<(), String>> {
-        b.wasmq_plugin_router().call_configure(store, config)
-    }
-
-    fn abi_version(b: &Self::Bindings, store: &mut Store<GuestState>) -> wasmtime::Result<u32> {
-        b.wasmq_plugin_router().call_abi_version(store)
-    }
-}
+super::instance::world!(
+    RouterWorld,
+    Router,
+    RouterPlugin,
+    RouterPluginPre,
+    (),
+    wasmq_plugin_router
+);
 
 pub struct LoadedRouter {
     plugin: Versioned<RouterWorld>,

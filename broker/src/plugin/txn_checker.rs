@@ -6,15 +6,12 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use wasmtime::component::InstancePre;
-use wasmtime::Store;
-
 use super::batch::BatchEncoder;
 use super::engine::PluginEngine;
 use super::error::{EvalError, PluginError};
-use super::guest::{trap_reason, GuestState};
-use super::instance::{Versioned, Warm, World};
-use super::module::{Module, PluginKind};
+use super::guest::trap_reason;
+use super::instance::{Versioned, Warm};
+use super::module::Module;
 
 mod wit {
     wasmtime::component::bindgen!({
@@ -46,35 +43,14 @@ pub struct TxnMeta {
 /// The world `txn-checker-plugin`.
 pub struct TxnCheckerWorld;
 
-impl World for TxnCheckerWorld {
-    const KIND: PluginKind = PluginKind::TxnChecker;
-    type Bindings = wit::TxnCheckerPlugin;
-    type Pre = wit::TxnCheckerPluginPre<GuestState>;
-    type Extra = ();
-
-    fn pre(pre: InstancePre<GuestState>) -> wasmtime::Result<Self::Pre> {
-        wit::TxnCheckerPluginPre::new(pre)
-    }
-
-    fn instantiate(
-        pre: &Self::Pre,
-        store: &mut Store<GuestState>,
-    ) -> wasmtime::Result<Self::Bindings> {
-        pre.instantiate(store)
-    }
-
-    fn configure(
-        b: &Self::Bindings,
-        store: &mut Store<GuestState>,
-        config: &[(String, String)],
-    ) -> wasmtime::Result<Result<(), String>> {
-        b.wasmq_plugin_txn_checker().call_configure(store, config)
-    }
-
-    fn abi_version(b: &Self::Bindings, store: &mut Store<GuestState>) -> wasmtime::Result<u32> {
-        b.wasmq_plugin_txn_checker().call_abi_version(store)
-    }
-}
+super::instance::world!(
+    TxnCheckerWorld,
+    TxnChecker,
+    TxnCheckerPlugin,
+    TxnCheckerPluginPre,
+    (),
+    wasmq_plugin_txn_checker
+);
 
 pub struct LoadedChecker {
     plugin: Versioned<TxnCheckerWorld>,
