@@ -524,3 +524,151 @@ fn subscribed_expressions_are_evaluated_behind_dispatch_and_pulls_use_the_bits()
         assert!(calls_after - calls <= 2, "{calls} -> {calls_after} calls");
     });
 }
+
+/// PULL_MESSAGE of `group` by the subscription it registered with its heartbeat (no
+/// expression in the request), no hold.
+fn pull_registered(group: &str, topic: &str, offset: i64) -> RemotingCommand {
+    RemotingCommand::new_request(
+        request::PULL_MESSAGE,
+        ext(&[
+            ("consumerGroup", group),
+            ("topic", topic),
+            ("queueId", "0"),
+            ("queueOffset", &offset.to_string()),
+            ("maxMsgNums", "32"),
+            ("sysFlag", "0"),
+            ("suspendTimeoutMillis", "0"),
+            ("subVersion", "1"),
+        ]),
+    )
+}
+
+#[test]
+fn upgrade_dropping_a_subscribed_type_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProc::start(&dir.path().join("store"), &[]);
+    let rt = rt();
+    rt.block_on(async {
+        let c = RemotingClient::connect(broker.broker).await.unwrap();
+        // Plugin "p" serves MOD; group GU subscribes to topic UT with it.
+        let r = call(
+            &c,
+            plugin_req(
+                request::PLUGIN_LOAD,
+                "p",
+                wasm("modulo"),
+                &[("divisor", "2")],
+            ),
+        )
+        .await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        for i in 0..4 {
+            let props = format!("n\u{1}{i}\u{2}");
+            assert_eq!(
+                call(&c, send_req("UT", 0, &props, b"{}")).await.code,
+                response::SUCCESS
+            );
+        }
+        wait_dispatched(&c, "UT", 0, 4).await;
+        let r = call(&c, heartbeat("GU", "UT", "MOD", "n")).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        let r = call(&c, pull_registered("GU", "UT", 0)).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        assert_eq!(records(&r.body).len(), 2, "n % 2 == 0");
+
+        // A new version serving only JSON would strand GU: refused, naming the group.
+        let upgrade = |force: Option<&str>| {
+            let mut req = plugin_req(request::PLUGIN_UPGRADE, "p", wasm("json_filter"), &[]);
+            if let Some(f) = force {
+                req.ext_fields.insert("force", f);
+            }
+            req
+        };
+        for force in [None, Some("false")] {
+            let r = call(&c, upgrade(force)).await;
+            assert_eq!(r.code, response::SYSTEM_ERROR, "force {force:?}");
+            let remark = r.remark.unwrap_or_default();
+            for want in [
+                "\"p\"",
+                "MOD",
+                "GU/UT (MOD)",
+                "use --force to upgrade anyway",
+            ] {
+                assert!(remark.contains(want), "{want:?} not in {remark:?}");
+            }
+        }
+        // Nothing changed: still version 1 serving MOD, and GU is served.
+        let l = plugin_list(&c).await;
+        let p = l
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "p")
+            .unwrap();
+        assert_eq!(p["version"], 1, "{p}");
+        assert_eq!(p["expressionTypes"], serde_json::json!(["MOD"]), "{p}");
+        let r = call(&c, pull_registered("GU", "UT", 0)).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+
+        // Forced: it goes through, answering the types before and after.
+        let r = call(&c, upgrade(Some("true"))).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["version"], 2, "{v}");
+        assert_eq!(
+            v["previousExpressionTypes"],
+            serde_json::json!(["MOD"]),
+            "{v}"
+        );
+        assert_eq!(v["expressionTypes"], serde_json::json!(["JSON"]), "{v}");
+        // GU's consumer now gets the parse error, by its registered subscription or in the pull.
+        let no_mod = "no loaded plugin serves expression type \"MOD\"";
+        for req in [
+            pull_registered("GU", "UT", 0),
+            pull_expr("UT", 0, 0, "MOD", "n"),
+        ] {
+            let r = call(&c, req).await;
+            assert_eq!(
+                r.code,
+                response::SUBSCRIPTION_PARSE_FAILED,
+                "{:?}",
+                r.remark
+            );
+            let remark = r.remark.unwrap_or_default();
+            assert!(remark.contains(no_mod), "{remark:?}");
+        }
+
+        // Unload of the new version is still refused while a subscription uses a type it
+        // serves.
+        let r = call(&c, heartbeat("GJ", "UT", "JSON", "x > 1")).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        let unload = |force: &str| {
+            RemotingCommand::new_request(
+                request::PLUGIN_UNLOAD,
+                ext(&[("name", "p"), ("force", force)]),
+            )
+        };
+        let r = call(&c, unload("false")).await;
+        assert_eq!(r.code, response::SYSTEM_ERROR, "{:?}", r.remark);
+        let remark = r.remark.unwrap_or_default();
+        assert!(
+            remark.contains("GJ/UT (JSON)") && remark.contains("use --force"),
+            "{remark:?}"
+        );
+        // Nor can a further upgrade drop JSON without --force.
+        let r = call(
+            &c,
+            plugin_req(
+                request::PLUGIN_UPGRADE,
+                "p",
+                wasm("modulo"),
+                &[("divisor", "2")],
+            ),
+        )
+        .await;
+        assert_eq!(r.code, response::SYSTEM_ERROR, "{:?}", r.remark);
+        assert!(r.remark.unwrap_or_default().contains("GJ/UT (JSON)"));
+        let r = call(&c, unload("true")).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    });
+}

@@ -24,6 +24,8 @@ pub enum PluginCmd {
         config: Vec<(String, String)>,
     },
     /// Replace a plugin's version atomically (keeps its config unless --config is given).
+    /// Refused when the new version stops serving an expression type that subscriptions use,
+    /// unless --force.
     Upgrade {
         #[arg(long)]
         name: String,
@@ -31,6 +33,10 @@ pub enum PluginCmd {
         file: PathBuf,
         #[arg(long = "config", value_parser = parse_kv)]
         config: Vec<(String, String)>,
+        /// Upgrade even if subscriptions use an expression type the new version drops (their
+        /// consumers then get a parse error).
+        #[arg(long)]
+        force: bool,
     },
     /// Remove a plugin (refused while subscriptions use it, unless --force).
     Unload {
@@ -87,11 +93,16 @@ pub async fn run(c: &mut Cluster, cmd: PluginCmd) -> Result<()> {
             sdk,
         } => new_crate(&name, kind, &dir, sdk.as_deref()),
         PluginCmd::Load { name, file, config } => {
-            send_module(c, request::PLUGIN_LOAD, &name, &file, Some(config)).await
+            send_module(c, request::PLUGIN_LOAD, &name, &file, Some(config), false).await
         }
-        PluginCmd::Upgrade { name, file, config } => {
+        PluginCmd::Upgrade {
+            name,
+            file,
+            config,
+            force,
+        } => {
             let cfg = (!config.is_empty()).then_some(config);
-            send_module(c, request::PLUGIN_UPGRADE, &name, &file, cfg).await
+            send_module(c, request::PLUGIN_UPGRADE, &name, &file, cfg, force).await
         }
         PluginCmd::Unload { name, force } => {
             for b in c.brokers().await? {
@@ -221,37 +232,79 @@ pub async fn run(c: &mut Cluster, cmd: PluginCmd) -> Result<()> {
     }
 }
 
+/// Room a request's header takes in a frame besides the module (name, config, codes).
+const HEADER_ROOM: u64 = 64 * 1024;
+
+/// Refuses, before reading or sending it, a file too large for one remoting frame: the broker
+/// would close the connection and the reason would only be in its log.
+fn check_module_size(file: &Path) -> Result<()> {
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    let max = wasmq::protocol::frame::DEFAULT_MAX_FRAME_LEN as u64 - HEADER_ROOM;
+    if len > max {
+        bail!(
+            "{} is {len} bytes; a plugin module can be at most {max} bytes (one request frame is limited to {} bytes, and brokers take modules up to plugin_max_module_bytes, 16 MiB by default)",
+            file.display(),
+            wasmq::protocol::frame::DEFAULT_MAX_FRAME_LEN
+        );
+    }
+    Ok(())
+}
+
 async fn send_module(
     c: &mut Cluster,
     code: i32,
     name: &str,
     file: &Path,
     config: Option<Vec<(String, String)>>,
+    force: bool,
 ) -> Result<()> {
+    check_module_size(file)?;
     let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let cfg = config.map(|c| serde_json::to_string(&c)).transpose()?;
+    let upgrade = code == request::PLUGIN_UPGRADE;
     for b in c.brokers().await? {
         let mut pairs = vec![("name", name)];
         if let Some(cfg) = &cfg {
             pairs.push(("config", cfg.as_str()));
         }
+        if upgrade {
+            pairs.push(("force", if force { "true" } else { "false" }));
+        }
         let req = RemotingCommand::new_request(code, ext(&pairs)).with_body(wasm.clone());
         let r = c.call_ok(&b, req).await?;
         let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+        let types = type_list(&v["expressionTypes"]);
+        // A broker that does not answer the previous types: just the new ones.
+        let types = match v.get("previousExpressionTypes") {
+            Some(prev) if upgrade => format!("{} -> {types}", type_list(prev)),
+            _ => types,
+        };
         println!(
-            "{} {name} version {} ({} bytes, sha256 {}) types {} on {b}",
-            if code == request::PLUGIN_LOAD {
-                "loaded"
-            } else {
-                "upgraded"
-            },
+            "{} {name} version {} ({} bytes, sha256 {}) on {b}; types: {types}",
+            if upgrade { "upgraded" } else { "loaded" },
             v["version"],
             v["size"],
             v["sha256"].as_str().unwrap_or(""),
-            v["expressionTypes"]
         );
     }
     Ok(())
+}
+
+/// `A, B` from a JSON array of strings (`-` when empty: routers and checkers serve none).
+fn type_list(v: &serde_json::Value) -> String {
+    let types: Vec<&str> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str())
+        .collect();
+    if types.is_empty() {
+        "-".to_string()
+    } else {
+        types.join(", ")
+    }
 }
 
 const TEMPLATE_CARGO: &str = include_str!("../../plugin-sdk/template/Cargo.toml.tmpl");

@@ -52,16 +52,15 @@ impl Cluster {
             .with_context(|| format!("request to {addr} failed"))
     }
 
-    /// Like `call`, but a non-SUCCESS code is an error carrying the broker's remark.
+    /// Like `call`, but a non-SUCCESS code is an error carrying the broker's reason (its
+    /// remark; the response code only when the broker gave no reason).
     pub async fn call_ok(&mut self, addr: &str, req: RemotingCommand) -> Result<RemotingCommand> {
-        let code = req.code;
         let r = self.call(addr, req).await?;
         if r.code != response::SUCCESS {
-            bail!(
-                "request {code} to {addr} answered code {}: {}",
-                r.code,
-                r.remark.unwrap_or_default()
-            );
+            match r.remark.as_deref().map(str::trim) {
+                Some(reason) if !reason.is_empty() => bail!("{addr}: {reason}"),
+                _ => bail!("{addr} refused the request (response code {})", r.code),
+            }
         }
         Ok(r)
     }

@@ -1296,3 +1296,43 @@ fn send_body_count_copies_and_consume_shows_properties() {
     }
     assert!(queues.len() > 1, "{queues:?}");
 }
+
+/// Plugin admin errors read as the broker's reason (no internal request or response codes),
+/// and a module too large for one request is refused before it is sent, naming the limit.
+#[test]
+fn plugin_admin_errors_say_why_without_internal_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path());
+    let o = wasmq(&b, &["plugin", "unload", "--name", "nosuch"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success());
+    assert!(err.contains("plugin \"nosuch\" is not loaded"), "{err}");
+    assert!(
+        !err.contains("request ") && !err.contains("answered code"),
+        "internal codes in: {err}"
+    );
+    // 20 MiB: over the frame limit.
+    let big = dir.path().join("big.wasm");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(20 << 20).unwrap();
+    let o = wasmq(
+        &b,
+        &[
+            "plugin",
+            "load",
+            "--name",
+            "big",
+            "--file",
+            big.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success());
+    assert!(
+        err.contains("20971520 bytes") && err.contains("at most") && err.contains("16777216"),
+        "{err}"
+    );
+    // Nothing was loaded, and the broker still answers.
+    let list = ok(&b, &["plugin", "list"]);
+    assert!(!list.contains("big"), "{list}");
+}

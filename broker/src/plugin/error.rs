@@ -17,6 +17,12 @@ pub enum PluginError {
     Config(String),
     #[error("plugin {name:?} is in use ({users}); use --force to unload anyway")]
     InUse { name: String, users: String },
+    #[error("plugin {name:?} is in use: the new version no longer serves expression type {types} used by {users}; use --force to upgrade anyway")]
+    UpgradeDropsTypesInUse {
+        name: String,
+        types: String,
+        users: String,
+    },
     #[error("expression type {ty} is already served by plugin {name:?}")]
     TypeTaken { ty: String, name: String },
     #[error("{path}: {source}")]

@@ -175,6 +175,15 @@ impl PluginInfo {
     }
 }
 
+/// What an upgrade answers: the new version, and the expression types the replaced one served.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upgraded {
+    #[serde(flatten)]
+    pub info: PluginInfo,
+    pub previous_expression_types: Vec<String>,
+}
+
 #[derive(Default)]
 struct State {
     by_name: BTreeMap<String, Loaded>,
@@ -379,13 +388,30 @@ impl Registry {
         Ok(PluginInfo::of(&p))
     }
 
-    /// Replaces a plugin's active version. `config: None` keeps the current config.
+    /// Replaces a plugin's active version. `config: None` keeps the current config. Knows of
+    /// no subscriptions: the broker's admin path uses [`Registry::upgrade_checked`].
     pub fn upgrade(
         &self,
         name: &str,
         wasm: &[u8],
         config: Option<Vec<(String, String)>>,
     ) -> Result<PluginInfo, PluginError> {
+        self.upgrade_checked(name, wasm, config, false, |_| Vec::new())
+            .map(|u| u.info)
+    }
+
+    /// Replaces a plugin's active version. `config: None` keeps the current config. `users`
+    /// names the subscriptions using the given expression types (as for [`Registry::unload`]):
+    /// a new version that stops serving a type some subscription uses is refused unless
+    /// `force` (those consumers then get "no loaded plugin serves expression type").
+    pub fn upgrade_checked(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        config: Option<Vec<(String, String)>>,
+        force: bool,
+        users: impl FnOnce(&[String]) -> Vec<String>,
+    ) -> Result<Upgraded, PluginError> {
         self.check_size(wasm)?;
         let _g = self.admin.lock();
         let old = self
@@ -405,12 +431,34 @@ impl Registry {
             )));
         }
         self.state.read().conflict(name, p.expression_types())?;
+        let dropped: Vec<String> = old
+            .expression_types()
+            .iter()
+            .filter(|t| !p.expression_types().contains(t))
+            .cloned()
+            .collect();
+        if !dropped.is_empty() {
+            let using = users(&dropped);
+            if !using.is_empty() {
+                if !force {
+                    return Err(PluginError::UpgradeDropsTypesInUse {
+                        name: name.to_string(),
+                        types: dropped.join(", "),
+                        users: using.join(", "),
+                    });
+                }
+                tracing::warn!(plugin = %name, dropped = ?dropped, users = %using.join(", "), "forced upgrade drops expression types in use");
+            }
+        }
         self.store_module(p.sha256(), wasm)?;
         self.state.write().insert(p.clone());
         old.retire();
         self.persist()?;
-        tracing::info!(plugin = %name, version = p.version(), sha256 = %p.sha256(), "plugin upgraded");
-        Ok(PluginInfo::of(&p))
+        tracing::info!(plugin = %name, version = p.version(), sha256 = %p.sha256(), types = ?p.expression_types(), previous_types = ?old.expression_types(), forced = force, "plugin upgraded");
+        Ok(Upgraded {
+            info: PluginInfo::of(&p),
+            previous_expression_types: old.expression_types().to_vec(),
+        })
     }
 
     /// Unloads a plugin. `users` names the subscriptions using the given expression types;

@@ -62,14 +62,27 @@ fn load(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         Err(e) => return reply(req, response::SYSTEM_ERROR, e),
     };
     let r = if req.code == request::PLUGIN_LOAD {
-        b.plugins.load(name, &req.body, cfg.unwrap_or_default())
+        b.plugins
+            .load(name, &req.body, cfg.unwrap_or_default())
+            .map(|info| json(req, &info))
     } else {
-        b.plugins.upgrade(name, &req.body, cfg)
+        // Refused (unless forced) when the new version drops a type a subscription uses.
+        b.plugins
+            .upgrade_checked(name, &req.body, cfg, force(req), |types| {
+                b.clients.subscriptions_of_types(types)
+            })
+            .map(|u| json(req, &u))
     };
-    match r {
-        Ok(info) => json(req, &info),
-        Err(e) => failed(req, e),
-    }
+    r.unwrap_or_else(|e| failed(req, e))
+}
+
+/// The `force` field of an upgrade or unload (absent: false).
+fn force(req: &RemotingCommand) -> bool {
+    req.ext_fields
+        .get_bool("force")
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// One binding as `wasmq txn bindings` shows it.
@@ -120,12 +133,7 @@ fn unload(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     let Some(name) = req.ext_fields.get("name") else {
         return reply(req, response::SYSTEM_ERROR, "name is required");
     };
-    let force = req
-        .ext_fields
-        .get_bool("force")
-        .ok()
-        .flatten()
-        .unwrap_or(false);
+    let force = force(req);
     match b
         .plugins
         .unload(name, force, |types| b.clients.subscriptions_of_types(types))
