@@ -53,6 +53,7 @@ pub enum PluginCmd {
     },
     /// Evaluate an expression over sample messages (a JSON file: [{topic, tags, keys,
     /// properties: {..}, body}]) or over the last --count messages of each queue of --topic.
+    /// Expression types match case-insensitively.
     Test {
         /// Plugin name (or give --type).
         #[arg(long)]
@@ -66,8 +67,13 @@ pub enum PluginCmd {
         samples: Option<PathBuf>,
         #[arg(long)]
         topic: Option<String>,
+        /// With --topic: how many of the latest messages of EACH queue to evaluate (so up to
+        /// count x queues messages in all).
         #[arg(long, default_value_t = 10)]
         count: u64,
+        /// Print every property of each message (user and system: what the filter saw).
+        #[arg(long)]
+        show_properties: bool,
     },
     /// Write a new plugin crate (buildable with `cargo build --release --target wasm32-wasip2`).
     New {
@@ -173,6 +179,7 @@ pub async fn run(c: &mut Cluster, cmd: PluginCmd) -> Result<()> {
             samples,
             topic,
             count,
+            show_properties,
         } => {
             let mut fields: Vec<(&str, String)> = vec![("expression", expr)];
             if let Some(n) = name {
@@ -203,30 +210,56 @@ pub async fn run(c: &mut Cluster, cmd: PluginCmd) -> Result<()> {
             let r = c.call_ok(b, req).await?;
             let v: serde_json::Value = serde_json::from_slice(&r.body)?;
             println!(
-                "plugin {} v{} type {} prefilter {}",
+                "plugin {} v{}, expression type {}",
                 v["plugin"].as_str().unwrap_or(""),
                 v["version"],
                 v["expressionType"].as_str().unwrap_or(""),
-                v["prefilter"].as_str().unwrap_or("")
             );
+            println!("prefilter: {}", v["prefilter"].as_str().unwrap_or("-"));
             if let Some(e) = v["error"].as_str() {
                 println!("expression does not compile: {e}");
                 std::process::exit(2);
             }
-            for m in v["messages"].as_array().into_iter().flatten() {
-                println!(
-                    "{} queue {} offset {} tags {} keys {}",
+            let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+            for m in &msgs {
+                let at = match m["sample"].as_u64() {
+                    Some(i) => format!("sample {i}"),
+                    None => format!("queue {} offset {}", m["queueId"], m["queueOffset"]),
+                };
+                let mut line = format!(
+                    "{} {at} tags {} keys {}",
                     if m["matched"].as_bool() == Some(true) {
                         "MATCH"
                     } else {
                         "no   "
                     },
-                    m["queueId"],
-                    m["queueOffset"],
                     m["tags"].as_str().unwrap_or("-"),
                     m["keys"].as_str().unwrap_or("-"),
                 );
+                if show_properties {
+                    let props: Vec<String> = m["properties"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|kv| {
+                            format!(
+                                "{}={}",
+                                kv[0].as_str().unwrap_or(""),
+                                kv[1].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect();
+                    line.push_str(&format!(" properties={{{}}}", props.join(",")));
+                }
+                println!("{line}");
             }
+            let matched = msgs.iter().filter(|m| m["matched"] == true).count();
+            let scope = match (&samples, &topic) {
+                (Some(p), _) => format!("samples in {}", p.display()),
+                (None, Some(t)) => format!("the last {count} of each queue of {t}"),
+                _ => String::new(),
+            };
+            println!("{matched} of {} matched ({scope})", msgs.len());
             Ok(())
         }
     }

@@ -488,8 +488,60 @@ fn plugins_load_list_test_consume_json_upgrade_unload() {
             samples.to_str().unwrap(),
         ],
     );
-    let marks: Vec<&str> = out.lines().skip(1).map(|l| &l[..5]).collect();
+    let marks: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("MATCH") || l.starts_with("no "))
+        .map(|l| &l[..5])
+        .collect();
     assert_eq!(marks, ["MATCH", "no   "], "{out}");
+    // The dry run explains itself: sample indexes, the prefilter in words, a summary.
+    assert!(out.contains("MATCH sample 0 tags A"), "{out}");
+    assert!(
+        out.contains("prefilter: none: the plugin evaluates"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("1 of 2 matched (samples in ")),
+        "{out}"
+    );
+    let out = ok(
+        &b,
+        &[
+            "plugin",
+            "test",
+            "--type",
+            "sql92",
+            "--expr",
+            "color = 'red'",
+            "--samples",
+            samples.to_str().unwrap(),
+            "--show-properties",
+        ],
+    );
+    assert!(out.contains("properties={TAGS=A,color=red,n=7}"), "{out}");
+    // A type nobody serves: the loaded types are listed.
+    let o = wasmq(
+        &b,
+        &[
+            "plugin",
+            "test",
+            "--type",
+            "NOPE",
+            "--expr",
+            "x",
+            "--samples",
+            samples.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success());
+    assert!(
+        err.contains("no loaded plugin serves expression type \"NOPE\"")
+            && err.contains("loaded types: ")
+            && err.contains("SQL92"),
+        "{err}"
+    );
     // A consumer with a JSON expression gets exactly the matching bodies.
     let out = ok(
         &b,

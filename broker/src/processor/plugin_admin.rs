@@ -169,11 +169,71 @@ struct TestResult {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TestMessage {
+    /// Index in the samples file (samples), or None (stored messages).
+    sample: Option<usize>,
     queue_id: i32,
     queue_offset: i64,
     tags: Option<String>,
     keys: Option<String>,
+    /// Every property the filter saw (user and system), in stored order.
+    properties: Vec<(String, String)>,
     matched: bool,
+}
+
+/// What a prefilter means, for people.
+fn prefilter_words(p: &crate::plugin::Prefilter) -> String {
+    match p {
+        crate::plugin::Prefilter::None => {
+            "none: the plugin evaluates every message (batched)".to_string()
+        }
+        crate::plugin::Prefilter::All => {
+            "all: every message matches without calling the plugin".to_string()
+        }
+        crate::plugin::Prefilter::TagHashes(h) => format!(
+            "{} tag hash{}: tested on consume-queue entries, no plugin call and no log read",
+            h.len(),
+            if h.len() == 1 { "" } else { "es" }
+        ),
+    }
+}
+
+/// Why no filter could be found for a test, with what is loaded.
+fn no_filter(b: &Broker, name: Option<&str>, ty: Option<&str>) -> String {
+    let filters: Vec<_> = b
+        .plugins
+        .list()
+        .into_iter()
+        .filter(|p| !p.expression_types.is_empty())
+        .collect();
+    match (name, ty) {
+        (Some(n), _) => format!(
+            "no filter plugin named {n:?} is loaded (loaded filters: {})",
+            filters
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (None, t) => {
+            let mut types: Vec<&str> = filters
+                .iter()
+                .flat_map(|p| p.expression_types.iter().map(String::as_str))
+                .collect();
+            types.sort();
+            format!(
+                "no loaded plugin serves expression type {:?} (loaded types: {}; types match case-insensitively)",
+                t.unwrap_or(""),
+                types.join(", ")
+            )
+        }
+    }
+}
+
+fn property_pairs(props: &str) -> Vec<(String, String)> {
+    crate::protocol::properties::iter(props)
+        .flatten()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn test(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
@@ -187,7 +247,11 @@ fn test(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         (None, None) => return reply(req, response::SYSTEM_ERROR, "name or type is required"),
     };
     let Some(plugin) = plugin else {
-        return reply(req, response::SYSTEM_ERROR, "no such plugin is loaded");
+        return reply(
+            req,
+            response::SYSTEM_ERROR,
+            no_filter(b, e.get("name"), e.get("type")),
+        );
     };
     let ty = match e.get("type") {
         Some(t) => t.to_ascii_uppercase(),
@@ -208,7 +272,7 @@ fn test(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
             return json(req, &out);
         }
     };
-    out.prefilter = format!("{:?}", compiled.prefilter);
+    out.prefilter = prefilter_words(&compiled.prefilter);
     // The messages: samples from the body, or the last `count` of each queue of `topic`.
     let mut records: Vec<Vec<u8>> = Vec::new();
     let mut enc = BatchEncoder::new();
@@ -244,10 +308,12 @@ fn test(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
                 s.body.as_bytes(),
             );
             meta.push(TestMessage {
+                sample: Some(i),
                 queue_id: -1,
-                queue_offset: i as i64,
+                queue_offset: -1,
                 tags: s.tags.clone(),
                 keys: s.keys.clone(),
+                properties: property_pairs(&props),
                 matched: false,
             });
         }
@@ -282,10 +348,12 @@ fn test(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
             ) {
                 enc.push_record(&v, compiled.needs_body);
                 meta.push(TestMessage {
+                    sample: None,
                     queue_id: v.queue_id(),
                     queue_offset: v.queue_offset(),
                     tags: v.property("TAGS").map(String::from),
                     keys: v.property("KEYS").map(String::from),
+                    properties: property_pairs(v.properties()),
                     matched: false,
                 });
             }
