@@ -638,16 +638,25 @@ fn upgrade_dropping_a_subscribed_type_is_refused_unless_forced() {
             assert!(remark.contains(no_mod), "{remark:?}");
         }
 
-        // Unload of the new version is still refused while a subscription uses a type it
-        // serves.
-        let r = call(&c, heartbeat("GJ", "UT", "JSON", "x > 1")).await;
-        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
         let unload = |force: &str| {
             RemotingCommand::new_request(
                 request::PLUGIN_UNLOAD,
                 ext(&[("name", "p"), ("force", force)]),
             )
         };
+        // The forced upgrade is no detour around unload's check: GU's subscription, stranded
+        // by it, still counts as a user of p.
+        let r = call(&c, unload("false")).await;
+        assert_eq!(r.code, response::SYSTEM_ERROR, "{:?}", r.remark);
+        let remark = r.remark.unwrap_or_default();
+        assert!(
+            remark.contains("GU/UT (MOD)") && remark.contains("use --force"),
+            "{remark:?}"
+        );
+        // Unload of the new version is still refused while a subscription uses a type it
+        // serves.
+        let r = call(&c, heartbeat("GJ", "UT", "JSON", "x > 1")).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
         let r = call(&c, unload("false")).await;
         assert_eq!(r.code, response::SYSTEM_ERROR, "{:?}", r.remark);
         let remark = r.remark.unwrap_or_default();

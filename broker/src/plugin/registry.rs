@@ -118,6 +118,10 @@ struct Entry {
     version: u64,
     sha256: String,
     config: Vec<(String, String)>,
+    /// Types a forced upgrade stopped serving while subscriptions used them (see
+    /// `State::stranded`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    stranded_types: Vec<String>,
 }
 
 /// What `wasmq plugin list` shows of one plugin.
@@ -188,6 +192,11 @@ pub struct Upgraded {
 struct State {
     by_name: BTreeMap<String, Loaded>,
     by_type: HashMap<String, Arc<LoadedFilter>>,
+    /// Per plugin: expression types a forced upgrade dropped while subscriptions used them.
+    /// Those subscriptions still count as users of the plugin (an unload without `--force`
+    /// stays refused) until some plugin serves the type again or the plugin is unloaded, so
+    /// a forced upgrade is no detour around unload's in-use check.
+    stranded: HashMap<String, Vec<String>>,
 }
 
 impl State {
@@ -275,7 +284,11 @@ impl Registry {
             match loaded {
                 Ok(p) => {
                     tracing::info!(plugin = %e.name, version = e.version, kind = p.kind().as_str(), types = ?p.expression_types(), "plugin restored");
-                    r.state.write().insert(p);
+                    let mut s = r.state.write();
+                    s.insert(p);
+                    if !e.stranded_types.is_empty() {
+                        s.stranded.insert(e.name.clone(), e.stranded_types.clone());
+                    }
                 }
                 Err(err) => {
                     tracing::error!(plugin = %e.name, version = e.version, error = %err, "plugin from the registry cannot be restored; it stays listed on disk")
@@ -312,9 +325,8 @@ impl Registry {
         let Some(p) = self.registry_file() else {
             return Ok(());
         };
-        let active: Vec<Entry> = self
-            .state
-            .read()
+        let state = self.state.read();
+        let active: Vec<Entry> = state
             .by_name
             .values()
             .map(|p| Entry {
@@ -322,8 +334,10 @@ impl Registry {
                 version: p.version(),
                 sha256: p.sha256().to_string(),
                 config: p.config().to_vec(),
+                stranded_types: state.stranded.get(p.name()).cloned().unwrap_or_default(),
             })
             .collect();
+        drop(state);
         let bytes = serde_json::to_vec_pretty(&active).unwrap_or_default();
         crate::store::checkpoint::write_atomically(&p, &bytes)
             .map_err(|e| PluginError::Invalid(format!("cannot write {}: {e}", p.display())))?;
@@ -437,6 +451,8 @@ impl Registry {
             .filter(|t| !p.expression_types().contains(t))
             .cloned()
             .collect();
+        // Dropped types that subscriptions use: stranded (they keep counting as users).
+        let mut strand = Vec::new();
         if !dropped.is_empty() {
             let using = users(&dropped);
             if !using.is_empty() {
@@ -448,10 +464,22 @@ impl Registry {
                     });
                 }
                 tracing::warn!(plugin = %name, dropped = ?dropped, users = %using.join(", "), "forced upgrade drops expression types in use");
+                strand = dropped;
             }
         }
         self.store_module(p.sha256(), wasm)?;
-        self.state.write().insert(p.clone());
+        {
+            let mut s = self.state.write();
+            let stranded = s.stranded.entry(name.to_string()).or_default();
+            stranded.extend(strand);
+            stranded.retain(|t| !p.expression_types().contains(t));
+            stranded.sort();
+            stranded.dedup();
+            if stranded.is_empty() {
+                s.stranded.remove(name);
+            }
+            s.insert(p.clone());
+        }
         old.retire();
         self.persist()?;
         tracing::info!(plugin = %name, version = p.version(), sha256 = %p.sha256(), types = ?p.expression_types(), previous_types = ?old.expression_types(), forced = force, "plugin upgraded");
@@ -477,7 +505,21 @@ impl Registry {
             .get(name)
             .cloned()
             .ok_or_else(|| PluginError::NotFound(name.to_string()))?;
-        let mut using = users(p.expression_types());
+        // The types it serves, and those a forced upgrade stranded that nothing serves now.
+        let types: Vec<String> = {
+            let s = self.state.read();
+            let mut t = p.expression_types().to_vec();
+            t.extend(
+                s.stranded
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .filter(|ty| !s.by_type.contains_key(*ty))
+                    .cloned(),
+            );
+            t
+        };
+        let mut using = users(&types);
         using.extend(
             self.bindings
                 .bound_to(name)
@@ -494,6 +536,7 @@ impl Registry {
             let mut s = self.state.write();
             s.by_name.remove(name);
             s.by_type.retain(|_, v| v.name != name);
+            s.stranded.remove(name);
         }
         p.retire();
         self.bindings.unbind_plugin(name)?;
