@@ -311,6 +311,7 @@ mod filter;
 pub mod glue;
 mod hash;
 mod router;
+pub mod testing;
 mod txn;
 
 pub use batch::{
