@@ -10,6 +10,8 @@ mod message;
 mod plugin;
 mod route;
 mod rpc;
+/// The plugin SDK this binary carries (written into new crates).
+mod sdk;
 mod txn;
 
 use clap::{Parser, Subcommand};

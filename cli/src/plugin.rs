@@ -9,6 +9,7 @@ use wasmq::protocol::{request, RemotingCommand};
 
 use crate::args::parse_kv;
 use crate::rpc::{ext, Cluster};
+use crate::sdk;
 
 #[derive(Subcommand, Debug)]
 pub enum PluginCmd {
@@ -84,7 +85,8 @@ pub enum PluginCmd {
         /// Parent directory (default: the current one).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Path of the wasmq plugin SDK (default: the one this tool was built from).
+        /// Path of a wasmq plugin SDK checkout, for working on the SDK (default: the SDK this
+        /// binary carries, written into the crate's vendor/ directory).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -399,30 +401,76 @@ fn new_crate(name: &str, kind: Kind, dir: &Path, sdk: Option<&Path>) -> Result<(
     if !ok {
         bail!("plugin name {name:?}: use lower-case letters, digits, '-' and '_', starting with a letter");
     }
-    let sdk = match sdk {
-        Some(p) => p.to_path_buf(),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-sdk")),
-    };
-    let sdk = sdk
-        .canonicalize()
-        .with_context(|| format!("plugin SDK not found at {} (use --sdk)", sdk.display()))?;
     let root = dir.join(name);
     if root.exists() {
         bail!("{} already exists", root.display());
     }
+    // The filter's default expression type: the name upper-cased, `-` as `_` (price-filter ->
+    // PRICE_FILTER), as the template's comment promises.
+    let expression_type = name.to_ascii_uppercase().replace('-', "_");
+    // The SDK: by default the copy this binary carries, written into the crate; `--sdk PATH`
+    // (working on the SDK itself) points the crate at a checkout instead.
+    let (sdk_path, sdk_version, lock, sdk_note, sdk_where) = match sdk {
+        None => {
+            let vendor = sdk::vendor_dir();
+            let note = format!(
+                "The SDK as wasmq {} carries it, written here by `wasmq plugin new`.",
+                env!("CARGO_PKG_VERSION")
+            );
+            let place = format!(
+                "`{vendor}/` is that SDK, as this wasmq carries it; `Cargo.lock` pins the versions of\nits dependencies the SDK is tested with."
+            );
+            let lock = sdk::lockfile_for(name);
+            (vendor, sdk::version().to_string(), lock, note, place)
+        }
+        Some(p) => {
+            let p = p
+                .canonicalize()
+                .with_context(|| format!("plugin SDK not found at {}", p.display()))?;
+            let Some(version) = sdk::version_at(&p) else {
+                bail!(
+                    "{} is not the wasmq plugin SDK (no Cargo.toml of package {}); leave out --sdk to use the SDK this wasmq carries",
+                    p.display(),
+                    sdk::NAME
+                );
+            };
+            let lock = std::fs::read_to_string(p.join("Cargo.lock"))
+                .ok()
+                .and_then(|l| sdk::lockfile_from(&l, name));
+            let place = format!("It uses the SDK at `{}` (`--sdk`).", p.display());
+            let note = "The SDK checkout given with `wasmq plugin new --sdk`.".to_string();
+            (p.display().to_string(), version, lock, note, place)
+        }
+    };
     let k = kind.template();
     let fill = |t: &str| {
         t.replace("{{what_to_edit}}", k.what_to_edit)
             .replace("{{kind_title}}", k.title)
             .replace("{{interface}}", k.interface)
             .replace("{{activate}}", k.activate)
+            .replace(
+                "{{expression_type_lower}}",
+                &expression_type.to_ascii_lowercase(),
+            )
+            .replace("{{expression_type}}", &expression_type)
             .replace("{{name}}", name)
-            .replace("{{sdk_path}}", &sdk.display().to_string())
+            .replace("{{sdk_path}}", &sdk_path)
+            .replace("{{sdk_version}}", &sdk_version)
+            .replace("{{sdk_note}}", &sdk_note)
+            .replace("{{sdk_where}}", &sdk_where)
+            .replace("{{wasmq_version}}", env!("CARGO_PKG_VERSION"))
+            .replace("{{abi}}", sdk::abi())
     };
     std::fs::create_dir_all(root.join("src"))?;
+    if sdk.is_none() {
+        sdk::write_to(&root.join(&sdk_path))?;
+    }
     std::fs::write(root.join("Cargo.toml"), fill(TEMPLATE_CARGO))?;
     std::fs::write(root.join("src/lib.rs"), fill(k.lib))?;
     std::fs::write(root.join("README.md"), fill(TEMPLATE_README))?;
+    if let Some(lock) = lock {
+        std::fs::write(root.join("Cargo.lock"), lock)?;
+    }
     println!(
         "created {}; build it with: cd {} && cargo build --release --target wasm32-wasip2",
         root.display(),

@@ -665,6 +665,30 @@ fn plugin_new_writes_buildable_crates_of_each_kind_that_load_and_work() {
             "{listed}"
         );
     }
+    // The filter's default type is its name upper-cased (my-filter -> MY_FILTER), and
+    // subscriptions may name it in any case.
+    let listed = ok(&b, &["plugin", "list"]);
+    assert!(listed.contains("MY_FILTER"), "{listed}");
+    let samples = dir.path().join("vip.json");
+    std::fs::write(
+        &samples,
+        r#"[{"topic": "T", "properties": {"vip": "true"}}, {"topic": "T"}]"#,
+    )
+    .unwrap();
+    let out = ok(
+        &b,
+        &[
+            "plugin",
+            "test",
+            "--type",
+            "my_filter",
+            "--expr",
+            "vip",
+            "--samples",
+            samples.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("1 of 2 matched"), "{out}");
     // The generated router works as its comment says: `queue` picks the queue (modulo the
     // write queues), a bad one is refused with the reason.
     ok(
