@@ -112,6 +112,44 @@ fn wasm_vs_native() {
     }
 }
 
+/// A simple property-compare filter (`MOD` from plugins/testing/modulo: the property `n` parsed
+/// as an integer, `n % 3 == 0`, like a `price > X` filter) through the host, per message, by
+/// batch size. Goal: <= 300 ns per message at batch 128.
+fn simple_filter_cost() {
+    println!("\n== simple property-compare filter (MOD: n % 3 == 0) via the host, ns per message");
+    println!("{:>6} {:>11}", "batch", "wasm ns");
+    let reg = Registry::open(None, registry::DEFAULT_MAX_MODULE_BYTES).unwrap();
+    let wasm = std::fs::read(shipped::path("modulo")).expect("modulo.wasm is built by build.rs");
+    reg.load("modulo", &wasm, vec![("divisor".into(), "3".into())])
+        .unwrap();
+    let f = reg.for_type("MOD").unwrap();
+    f.compile("MOD", "n").unwrap();
+    let all: Vec<String> = (0..256).map(props).collect();
+    let total = if smoke() { 20_000 } else { 2_000_000 };
+    for batch in [1usize, 32, 128, 256] {
+        let mut enc = BatchEncoder::new();
+        let calls = (total / batch).max(1);
+        let t = Instant::now();
+        let mut hits = 0usize;
+        for c in 0..calls {
+            enc.clear();
+            for j in 0..batch {
+                let p = &all[(c * batch + j) % 256];
+                enc.push(j as i64, 0, b"Bench", p.as_bytes(), b"");
+            }
+            let bits = f.evaluate("MOD", "n", &enc).unwrap();
+            hits += bits.iter().map(|b| b.count_ones() as usize).sum::<usize>();
+        }
+        let ns = t.elapsed().as_nanos() as f64 / (calls * batch) as f64;
+        let expected = (0..calls * batch)
+            .filter(|k| (k % 256 % 100) % 3 == 0)
+            .count();
+        assert_eq!(hits, expected, "MOD results");
+        let goal = if batch == 128 { "  (goal <= 300)" } else { "" };
+        println!("{batch:>6} {ns:>11.1}{goal}");
+    }
+}
+
 /// 32 messages from `offset` of the one queue, filtered by `expr` of type `ty`.
 fn pull_req(offset: i64, ty: &str, expr: &str) -> RemotingCommand {
     PullReq::new("bench", "Bench", 0, offset)
@@ -302,5 +340,6 @@ fn over_the_wire() {
 
 fn main() {
     wasm_vs_native();
+    simple_filter_cost();
     over_the_wire();
 }
