@@ -12,7 +12,8 @@
 //!    with it.
 //!
 //! `WASMQ_BENCH_SMOKE=1` shrinks every case (CI runs it that way; its figures are not
-//! meaningful). Run: `cargo bench -p wasmq-broker --bench plugins`.
+//! meaningful). Run: `cargo bench -p wasmq-broker --bench plugins` (`WASMQ_BENCH_ONLY=simple`: only
+//! the simple-filter cost per message).
 
 mod support;
 
@@ -339,6 +340,11 @@ fn over_the_wire() {
 }
 
 fn main() {
+    // `WASMQ_BENCH_ONLY=simple`: only the simple-filter cost (the quick figure for the SDK).
+    if std::env::var("WASMQ_BENCH_ONLY").as_deref() == Ok("simple") {
+        simple_filter_cost();
+        return;
+    }
     wasm_vs_native();
     simple_filter_cost();
     over_the_wire();
