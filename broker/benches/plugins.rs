@@ -52,6 +52,15 @@ impl wasmq_sql92::Lookup for Props<'_> {
     }
 }
 
+/// Batch `c` of `batch` messages, their properties taken round-robin from `all`.
+fn fill(enc: &mut BatchEncoder, all: &[String], c: usize, batch: usize) {
+    enc.clear();
+    for j in 0..batch {
+        let p = &all[(c * batch + j) % all.len()];
+        enc.push(j as i64, 0, b"Bench", p.as_bytes(), b"");
+    }
+}
+
 fn wasm_vs_native() {
     println!(
         "== SQL92: wasm (sql92-filter via the host, one call per batch) vs native wasmq-sql92"
@@ -77,11 +86,7 @@ fn wasm_vs_native() {
             let t = Instant::now();
             let mut hits = 0usize;
             for c in 0..calls {
-                enc.clear();
-                for j in 0..batch {
-                    let p = &all[(c * batch + j) % 256];
-                    enc.push(j as i64, 0, b"Bench", p.as_bytes(), b"");
-                }
+                fill(&mut enc, &all, c, batch);
                 for m in wasmq_plugin_sdk::Batch::new(enc.bytes()).unwrap() {
                     hits += native.matches(&sql92_filter::Properties(&m.unwrap())) as usize;
                 }
@@ -91,11 +96,7 @@ fn wasm_vs_native() {
             let t = Instant::now();
             let mut whits = 0usize;
             for c in 0..calls {
-                enc.clear();
-                for j in 0..batch {
-                    let p = &all[(c * batch + j) % 256];
-                    enc.push(j as i64, 0, b"Bench", p.as_bytes(), b"");
-                }
+                fill(&mut enc, &all, c, batch);
                 let bits = f.evaluate("SQL92", expr, &enc).unwrap();
                 whits += bits.iter().map(|b| b.count_ones() as usize).sum::<usize>();
             }
@@ -133,11 +134,7 @@ fn simple_filter_cost() {
         let t = Instant::now();
         let mut hits = 0usize;
         for c in 0..calls {
-            enc.clear();
-            for j in 0..batch {
-                let p = &all[(c * batch + j) % 256];
-                enc.push(j as i64, 0, b"Bench", p.as_bytes(), b"");
-            }
+            fill(&mut enc, &all, c, batch);
             let bits = f.evaluate("MOD", "n", &enc).unwrap();
             hits += bits.iter().map(|b| b.count_ones() as usize).sum::<usize>();
         }
