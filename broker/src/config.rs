@@ -72,7 +72,50 @@ pub struct BrokerConfig {
     pub transaction_check_max: u32,
     /// What happens after the last check: `discard` (default) or `keep` for an operator.
     pub transaction_final_action: FinalAction,
+    /// 0 = the master of its broker group; ids above 0 are slaves (RocketMQ's `brokerId`).
+    pub broker_id: i64,
+    /// `async_master` (default), `sync_master` or `slave`.
+    pub broker_role: BrokerRole,
+    /// Where the master listens for slaves (default: the broker port + 1).
+    pub ha_listen: Option<SocketAddr>,
+    /// A slave's master HA address; otherwise learned from the NameServer's registration reply.
+    pub ha_master_addr: Option<String>,
+    /// Copies (master included) that must hold a message before a `sync_master` answers
+    /// SEND_OK (default 2).
+    pub in_sync_replicas: u32,
+    /// How long a `sync_master` waits for slaves to confirm a send (default 3 s).
+    pub slave_timeout_ms: u64,
+    /// A slave further behind than this does not count as in sync (default 256 MiB).
+    pub ha_max_gap_bytes: u64,
+    /// The master tells consumers that lag far behind to read from slave 1 (default false).
+    pub slave_read_enable: bool,
     pub store: StoreConfig,
+}
+
+/// The part a broker plays in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum BrokerRole {
+    /// Answers a send once stored locally; slaves follow asynchronously.
+    AsyncMaster,
+    /// Answers SEND_OK once `in_sync_replicas` copies hold the message.
+    SyncMaster,
+    /// Replicates from its master; serves reads, refuses writes.
+    Slave,
+}
+
+impl BrokerRole {
+    pub fn is_slave(self) -> bool {
+        self == BrokerRole::Slave
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerRole::AsyncMaster => "async_master",
+            BrokerRole::SyncMaster => "sync_master",
+            BrokerRole::Slave => "slave",
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -100,6 +143,14 @@ impl Default for BrokerConfig {
             transaction_check_interval_ms: 30_000,
             transaction_check_max: 15,
             transaction_final_action: FinalAction::Discard,
+            broker_id: 0,
+            broker_role: BrokerRole::AsyncMaster,
+            ha_listen: None,
+            ha_master_addr: None,
+            in_sync_replicas: 2,
+            slave_timeout_ms: 3_000,
+            ha_max_gap_bytes: 256 << 20,
+            slave_read_enable: false,
             store: StoreConfig::default(),
         }
     }
@@ -140,6 +191,25 @@ impl BrokerConfig {
         self.advertised_addr.unwrap_or(self.listen)
     }
 
+    /// The HA listen address: `ha_listen`, or the broker port + 1.
+    pub fn ha_listen_addr(&self) -> SocketAddr {
+        self.ha_listen.unwrap_or_else(|| {
+            let mut a = self.listen;
+            a.set_port(self.listen.port().wrapping_add(1));
+            a
+        })
+    }
+
+    /// The HA address slaves are told to dial (the advertised host, the HA port).
+    pub fn ha_advertised(&self) -> SocketAddr {
+        let ha = self.ha_listen_addr();
+        if ha.ip().is_unspecified() {
+            SocketAddr::new(self.advertised().ip(), ha.port())
+        } else {
+            ha
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.store
             .validate()
@@ -163,6 +233,31 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid(
                 "transaction_timeout_ms must be > 0, transaction_check_interval_ms >= 100 and transaction_check_max >= 1".into(),
             ));
+        }
+        match (self.broker_role, self.broker_id) {
+            (BrokerRole::Slave, id) if id <= 0 => {
+                return Err(ConfigError::Invalid(format!(
+                    "a slave needs broker_id > 0 (broker_id = {id}; 0 is the master)"
+                )))
+            }
+            (BrokerRole::AsyncMaster | BrokerRole::SyncMaster, id) if id != 0 => {
+                return Err(ConfigError::Invalid(format!(
+                    "a master has broker_id 0 (broker_id = {id}); use broker_role = \"slave\" for ids above 0"
+                )))
+            }
+            _ => {}
+        }
+        if self.in_sync_replicas == 0 || self.slave_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "in_sync_replicas must be >= 1 and slave_timeout_ms > 0".into(),
+            ));
+        }
+        if let Some(a) = &self.ha_master_addr {
+            if a.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "ha_master_addr {a:?} is not HOST:PORT"
+                )));
+            }
         }
         if self.advertised().ip().is_unspecified() {
             return Err(ConfigError::Invalid(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use wasmq::config::BrokerConfig;
+use wasmq::config::{BrokerConfig, BrokerRole};
 use wasmq::store::FlushMode;
 
 #[derive(Parser, Debug)]
@@ -41,6 +41,27 @@ struct Args {
     /// Commit log segment size in bytes (tests use small segments).
     #[arg(long)]
     segment_size: Option<u64>,
+    /// 0 = master; ids above 0 are slaves of the same broker name.
+    #[arg(long)]
+    broker_id: Option<i64>,
+    /// The broker's part in its group.
+    #[arg(long, value_enum)]
+    role: Option<BrokerRole>,
+    /// Where a master listens for slaves (default: the broker port + 1).
+    #[arg(long)]
+    ha_listen: Option<SocketAddr>,
+    /// A slave's master HA address (default: learned from the NameServer).
+    #[arg(long)]
+    ha_master_addr: Option<String>,
+    /// Copies (master included) a sync_master needs before SEND_OK.
+    #[arg(long)]
+    in_sync_replicas: Option<u32>,
+    /// How long a sync_master waits for slaves to confirm a send (ms).
+    #[arg(long)]
+    slave_timeout_ms: Option<u64>,
+    /// The master sends lagging consumers to read from slave 1.
+    #[arg(long)]
+    slave_read_enable: bool,
 }
 
 fn config(args: &Args) -> anyhow::Result<BrokerConfig> {
@@ -89,6 +110,27 @@ fn config(args: &Args) -> anyhow::Result<BrokerConfig> {
     if let Some(s) = args.segment_size {
         cfg.store.commit_log_segment_size = s;
         cfg.store.max_message_size = cfg.store.max_message_size.min((s / 2) as usize);
+    }
+    if let Some(id) = args.broker_id {
+        cfg.broker_id = id;
+    }
+    if let Some(r) = args.role {
+        cfg.broker_role = r;
+    }
+    if let Some(a) = args.ha_listen {
+        cfg.ha_listen = Some(a);
+    }
+    if let Some(a) = &args.ha_master_addr {
+        cfg.ha_master_addr = Some(a.clone());
+    }
+    if let Some(n) = args.in_sync_replicas {
+        cfg.in_sync_replicas = n;
+    }
+    if let Some(ms) = args.slave_timeout_ms {
+        cfg.slave_timeout_ms = ms;
+    }
+    if args.slave_read_enable {
+        cfg.slave_read_enable = true;
     }
     cfg.validate()?;
     Ok(cfg)

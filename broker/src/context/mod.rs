@@ -9,9 +9,11 @@
 //! | [`timer_state`] | which timed messages were delivered |
 //! | [`filter_bits`] | match bits of plugin expressions beside the consume queues |
 //! | [`txn_table`] | pending half messages |
+//! | [`replication`] | slaves and their confirmed offsets (master); where the master is (slave) |
 
 pub mod delay;
 pub mod filter_bits;
+pub mod replication;
 pub mod timer_state;
 pub mod txn_table;
 
@@ -32,6 +34,7 @@ use crate::store::{MessageStore, StoreError};
 
 pub use delay::{DelayLevels, ScheduleState};
 pub use filter_bits::FilterBits;
+pub use replication::Replication;
 pub use timer_state::TimerState;
 pub use txn_table::TxnTable;
 
@@ -82,6 +85,8 @@ pub struct Broker {
     pub filter_bits: Arc<FilterBits>,
     /// Pending half messages (transactions).
     pub transactions: TxnTable,
+    /// Slaves and their confirmed offsets (master), or where the master is (slave).
+    pub replication: Replication,
 }
 
 impl Broker {
@@ -125,6 +130,7 @@ impl Broker {
                 plugins.ensure(name, wasm)?;
             }
         }
+        let replication = Replication::new(&config);
         Ok(Arc::new(Broker {
             config,
             store,
@@ -142,6 +148,7 @@ impl Broker {
             plugins,
             filter_bits,
             transactions,
+            replication,
         }))
     }
 

@@ -77,6 +77,14 @@ pub mod request {
     /// An operator's decision on a pending half message: `offset` (commit log offset of the
     /// half message), `action` = `commit` | `rollback`.
     pub const TXN_RESOLVE: i32 = WASMQ_ADMIN_BASE + 10;
+    /// A broker's replication state (role, slaves and their lag, or its master). Response body:
+    /// JSON (`context::replication::ReplicationStatus`).
+    pub const HA_STATUS: i32 = WASMQ_ADMIN_BASE + 11;
+    /// A master's metadata for its slaves (topics, offsets, delay and timer progress,
+    /// subscription groups, plugin registry and bindings). Response body: JSON.
+    pub const HA_METADATA: i32 = WASMQ_ADMIN_BASE + 12;
+    /// One plugin module by `sha256` (a slave copying the registry). Response body: the module.
+    pub const HA_PLUGIN_MODULE: i32 = WASMQ_ADMIN_BASE + 13;
     /// End (exclusive) of the wasmq admin range.
     pub const WASMQ_ADMIN_END: i32 = 20000;
 
