@@ -42,6 +42,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "transaction",
             "filter_bits",
             "registration",
+            "ha",
+            "replica_meta",
         ],
     ),
     ("wiring", &["broker"]),

@@ -91,6 +91,11 @@ pub async fn run(
         Some(a) => Some(bind(a).await?),
         None => None,
     };
+    let ha_listener = if config.broker_role.is_slave() {
+        None
+    } else {
+        Some(bind(config.ha_listen_addr()).await?)
+    };
     let broker = Broker::open(config, namesrv.clone())?;
     // Pending transactions are rebuilt from the half and op topics before any request.
     if !broker.store.wait_dispatched(Duration::from_secs(120)).await {
@@ -130,14 +135,40 @@ pub async fn run(
         stop_rx.clone(),
     )));
     let tasks = tokio::spawn(self::tasks(broker.clone(), stop_rx.clone()));
-    let mut schedulers = vec![
-        tokio::spawn(crate::timer::run(broker.clone(), stop_rx.clone())),
-        tokio::spawn(crate::transaction::check::run(
+    let mut schedulers = Vec::new();
+    match ha_listener {
+        Some(l) => {
+            tracing::info!(addr = %broker.config.ha_listen_addr(), role = broker.config.broker_role.as_str(), "HA listening for slaves");
+            schedulers.push(tokio::spawn(crate::ha::master::serve(
+                broker.clone(),
+                l,
+                stop_rx.clone(),
+            )));
+        }
+        None => {
+            schedulers.push(tokio::spawn(crate::ha::slave::run(
+                broker.clone(),
+                stop_rx.clone(),
+            )));
+            schedulers.push(tokio::spawn(crate::replica_meta::run(
+                broker.clone(),
+                stop_rx.clone(),
+            )));
+        }
+    }
+    // Only a master delivers delayed and timed messages and checks transactions.
+    let master = !broker.replication.is_slave();
+    if master {
+        schedulers.push(tokio::spawn(crate::timer::run(
             broker.clone(),
             stop_rx.clone(),
-        )),
-    ];
-    for level in 1..=broker.delay_levels.count() {
+        )));
+        schedulers.push(tokio::spawn(crate::transaction::check::run(
+            broker.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    for level in (1..=broker.delay_levels.count()).filter(|_| master) {
         let delay = broker.delay_levels.delay(level).unwrap_or_default();
         schedulers.push(tokio::spawn(crate::schedule::run_level(
             broker.clone(),

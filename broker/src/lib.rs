@@ -29,7 +29,7 @@
 //! | 0 foundation | [`protocol`], [`wake`], [`failpoint`], [`logging`] | wire format, a thread wake-up signal, crash points, log setup |
 //! | 1 storage, network, plugin host | [`store`], [`meta`], [`net`], [`namesrv`], [`plugin`] | commit log and queues; topic configs and offsets; connections; the NameServer; wasmtime host (no broker knowledge) |
 //! | 2 broker context | [`context`], [`config`], [`clients`], [`subscription`], [`filtered_read`], [`long_poll`], [`queue_locks`] | the shared state (`context::Broker`) and what it holds: config, client groups, subscriptions and their filtered reads, held pulls, queue locks; the state of delays, timers, filter bits and transactions |
-//! | 3 processors and services | [`processor`], [`routing`], [`schedule`], [`timer`], [`transaction`], [`filter_bits`], [`registration`] | request handlers and the dispatch table; background services over the context |
+//! | 3 processors and services | [`processor`], [`routing`], [`schedule`], [`timer`], [`transaction`], [`filter_bits`], [`registration`], [`ha`], [`replica_meta`] | request handlers and the dispatch table; background services over the context |
 //! | 4 wiring | [`broker`] (and `src/bin/`) | `run`: listeners, services, shutdown |
 //!
 //! | module | concept |
@@ -56,6 +56,8 @@
 //! | [`transaction`] | half messages, END_TRANSACTION, the check loop (checker plugins, then producers) |
 //! | [`filter_bits`] | the thread that computes match bits of plugin expressions behind dispatch |
 //! | [`registration`] | REGISTER_BROKER to NameServers, with back-off for unreachable ones |
+//! | [`ha`] | replication: the master's HA port and streaming sessions, the slave's link |
+//! | [`replica_meta`] | a slave's copy of its master's metadata: topics, offsets (never back), delay and timer progress, plugins and bindings |
 //! | [`broker`] | `run`: a node's listeners, background services and clean shutdown |
 
 #[cfg(test)]
@@ -67,6 +69,7 @@ pub mod context;
 pub mod failpoint;
 pub mod filter_bits;
 pub mod filtered_read;
+pub mod ha;
 pub mod logging;
 pub mod long_poll;
 pub mod meta;
@@ -77,6 +80,7 @@ pub mod processor;
 pub mod protocol;
 pub mod queue_locks;
 pub mod registration;
+pub mod replica_meta;
 pub mod routing;
 pub mod schedule;
 pub mod store;

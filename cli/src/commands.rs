@@ -117,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Plugin { cmd } => crate::plugin::run(&mut c, cmd).await,
         Cmd::Txn { cmd } => crate::txn::run(&mut c, cmd).await,
         Cmd::Route { cmd } => crate::route::run(&mut c, cmd).await,
+        Cmd::Cluster(a) => crate::cluster::run(&mut c, a).await,
         Cmd::Bench { cmd } => crate::bench::run(&cli.namesrv, cmd).await,
     }
 }

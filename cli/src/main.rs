@@ -1,9 +1,11 @@
 //! `wasmq`: the command-line tool for a wasmq (or RocketMQ-protocol) cluster: topics, send,
-//! consume, queries, consumer offsets and load generation. Every command takes `--namesrv`.
+//! consume, queries, consumer offsets, replication status and load generation. Every command
+//! takes `--namesrv`.
 
 mod args;
 mod bench;
 mod binding;
+mod cluster;
 mod commands;
 mod consume;
 mod message;
@@ -61,6 +63,9 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: txn::TxnCmd,
     },
+    /// Broker groups: each broker's id, role, addresses and commit-log offset; per slave the
+    /// offset it holds, its lag in bytes and time, and whether it is in sync.
+    Cluster(cluster::ClusterArgs),
     /// Load generators printing msgs/s, MB/s and latency percentiles.
     Bench {
         #[command(subcommand)]

@@ -1412,3 +1412,58 @@ fn plugin_admin_errors_say_why_without_internal_codes() {
     let list = ok(&b, &["plugin", "list"]);
     assert!(!list.contains("big"), "{list}");
 }
+
+/// `wasmq cluster` against one broker: its group, a row with id 0, role async_master, its
+/// address and HA address, no slave; `--json` carries the same status.
+#[test]
+fn cluster_shows_a_lone_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let ha = free();
+    let b = start_with(dir.path(), &["--ha-listen", &ha.to_string()]);
+    let out = ok(&b, &["send", "--topic", "ClusterTopic", "--body", "x"]);
+    assert!(out.starts_with("SEND_OK"), "{out}");
+    let out = ok(&b, &["cluster"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("cluster DefaultCluster  broker broker-a"),
+        "{out}"
+    );
+    let row = lines
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&"0"))
+        .unwrap_or_else(|| panic!("no row of broker id 0 in:\n{out}"));
+    assert_eq!(
+        row[..4],
+        [
+            "0",
+            "async_master",
+            b.broker.to_string().as_str(),
+            ha.to_string().as_str()
+        ],
+        "{out}"
+    );
+    assert!(row[4].parse::<u64>().unwrap() > 0, "{out}");
+    assert!(out.contains("no slave connected"), "{out}");
+    assert!(!out.contains("unreachable"), "{out}");
+
+    let out = ok(&b, &["cluster", "--json"]);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    let r = &rows[0];
+    assert_eq!(r["brokerName"], "broker-a");
+    assert_eq!(r["brokerId"], 0);
+    assert_eq!(r["addr"], b.broker.to_string());
+    assert_eq!(r["reachable"], true);
+    let s = &r["status"];
+    assert_eq!(s["role"], "async_master", "{out}");
+    assert_eq!(s["brokerId"], 0);
+    assert_eq!(s["haAddr"], ha.to_string());
+    assert!(s["maxOffset"].as_u64().unwrap() > 0, "{out}");
+    assert_eq!(s["slaves"], serde_json::json!([]));
+    assert!(s["master"].is_null(), "{out}");
+}

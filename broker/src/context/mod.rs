@@ -216,7 +216,8 @@ impl Broker {
             cluster: self.config.cluster_name.clone(),
             broker_name: self.config.broker_name.clone(),
             broker_addr: self.store_host.to_string(),
-            broker_id: 0,
+            broker_id: self.config.broker_id,
+            ha_server_addr: Some(self.config.ha_advertised().to_string()),
             topics: self
                 .topics
                 .all()

@@ -3,11 +3,13 @@
 //! [`BrokerHandler`] is the dispatch table: request code -> processor.
 
 pub mod admin;
+pub mod cluster;
 pub mod consumer;
 pub mod end_transaction;
 pub mod plugin_admin;
 pub mod pull;
 pub mod query;
+pub mod replica_meta;
 pub mod send;
 pub mod send_back;
 pub mod txn_admin;
@@ -43,6 +45,30 @@ pub(crate) fn bad_header(req: &RemotingCommand, e: impl std::fmt::Display) -> Re
     )
 }
 
+/// Requests that change what a master owns (messages, topics, plugins, transactions): a
+/// slave refuses them, naming its master; it gets all of that by replication.
+fn writes_on_master_only(code: i32) -> bool {
+    matches!(
+        code,
+        request::SEND_MESSAGE
+            | request::SEND_MESSAGE_V2
+            | request::SEND_BATCH_MESSAGE
+            | request::SEND_REPLY_MESSAGE
+            | request::SEND_REPLY_MESSAGE_V2
+            | request::CONSUMER_SEND_MSG_BACK
+            | request::END_TRANSACTION
+            | request::TXN_RESOLVE
+            | request::UPDATE_AND_CREATE_TOPIC
+            | request::DELETE_TOPIC_IN_BROKER
+            | request::INVOKE_BROKER_TO_RESET_OFFSET
+            | request::PLUGIN_LOAD
+            | request::PLUGIN_UPGRADE
+            | request::PLUGIN_UNLOAD
+            | request::PLUGIN_BIND
+            | request::PLUGIN_UNBIND
+    )
+}
+
 /// The broker as a remoting request handler.
 pub struct BrokerHandler(pub Arc<Broker>);
 
@@ -50,6 +76,11 @@ impl RequestHandler for BrokerHandler {
     fn handle(&self, conn: Arc<Connection>, req: RemotingCommand) -> HandlerFuture<'_> {
         Box::pin(async move {
             let b = &*self.0;
+            if b.replication.is_slave() && writes_on_master_only(req.code) {
+                let remark = send::slave_refusal(b);
+                return (!req.is_oneway())
+                    .then(|| reply(&req, response::SERVICE_NOT_AVAILABLE, remark));
+            }
             let resp = match req.code {
                 request::SEND_MESSAGE
                 | request::SEND_MESSAGE_V2
@@ -78,6 +109,9 @@ impl RequestHandler for BrokerHandler {
                 request::DELETE_TOPIC_IN_BROKER => admin::delete_topic(b, &req),
                 request::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(b, &req),
                 request::INVOKE_BROKER_TO_RESET_OFFSET => admin::reset_offset(b, &req),
+                request::HA_STATUS => cluster::status(b, &req),
+                request::HA_METADATA => replica_meta::metadata(b, &req),
+                request::HA_PLUGIN_MODULE => replica_meta::plugin_module(b, &req),
                 request::PLUGIN_LOAD
                 | request::PLUGIN_UPGRADE
                 | request::PLUGIN_UNLOAD

@@ -117,7 +117,8 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         };
         let (code, next) = status_code(&got, offset);
         if code != response::PULL_NOT_FOUND || !suspend || Instant::now() >= deadline {
-            return respond(req, code, next, got);
+            let suggest = suggest_broker(b, &got);
+            return respond(req, code, next, suggest, got);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if let Some(w) = waiting.as_mut().as_pin_mut() {
@@ -155,10 +156,79 @@ fn status_code(got: &GetResult, offset: u64) -> (i32, u64) {
     }
 }
 
-fn respond(req: &RemotingCommand, code: i32, next: u64, got: GetResult) -> RemotingCommand {
+/// Which broker the consumer should pull from next (RocketMQ's `suggestWhichBrokerId`): with
+/// `slave_read_enable`, a master sends a consumer whose messages are far behind the log's end
+/// (more than [`SLAVE_READ_LAG_RATIO`] of memory, so no longer in the page cache) to slave 1;
+/// otherwise (and always on a slave without it) the master, id 0. A client whose master is
+/// gone keeps reading from the slave whatever is suggested.
+fn suggest_broker(b: &Broker, got: &GetResult) -> i64 {
+    if !b.config.slave_read_enable {
+        return 0;
+    }
+    let Some(last) = got.messages.last() else {
+        return 0;
+    };
+    let check = crate::store::record::Check {
+        crc: false,
+        position: None,
+    };
+    let at = crate::store::record::decode(&last.bytes, check)
+        .ok()
+        .and_then(|e| match e {
+            crate::store::record::Entry::Record(r) => Some(r.physical_offset().max(0) as u64),
+            crate::store::record::Entry::Blank => None,
+        })
+        .unwrap_or(0);
+    let behind = b.store.log_max_offset().saturating_sub(at);
+    suggest_for_lag(
+        behind,
+        memory_bytes(),
+        b.replication.is_slave(),
+        b.config.broker_id,
+    )
+}
+
+/// RocketMQ's `accessMessageInMemoryMaxRatio`: messages further behind than this share of
+/// memory are likely read from disk.
+const SLAVE_READ_LAG_RATIO: f64 = 0.40;
+
+fn suggest_for_lag(behind: u64, memory: u64, on_slave: bool, own_id: i64) -> i64 {
+    let far = behind as f64 > memory as f64 * SLAVE_READ_LAG_RATIO;
+    match (on_slave, far) {
+        (false, true) => 1,
+        (false, false) => 0,
+        // A slave keeps a lagging consumer; one that caught up goes back to the master.
+        (true, true) => own_id,
+        (true, false) => 0,
+    }
+}
+
+/// Physical memory (`/proc/meminfo`), read once.
+fn memory_bytes() -> u64 {
+    static MEM: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MEM.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map_or(8 << 30, |kb| kb * 1024)
+    })
+}
+
+fn respond(
+    req: &RemotingCommand,
+    code: i32,
+    next: u64,
+    suggest: i64,
+    got: GetResult,
+) -> RemotingCommand {
     let mut resp = RemotingCommand::response_to(req, code, None);
     PullMessageResponseHeader {
-        suggest_which_broker_id: 0,
+        suggest_which_broker_id: suggest,
         next_begin_offset: next as i64,
         min_offset: got.min_offset as i64,
         max_offset: got.max_offset as i64,
@@ -180,4 +250,18 @@ fn respond(req: &RemotingCommand, code: i32, next: u64, got: GetResult) -> Remot
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod suggest_tests {
+    use super::suggest_for_lag;
+
+    #[test]
+    fn lagging_consumers_go_to_the_slave_and_back() {
+        let mem = 1000;
+        assert_eq!(suggest_for_lag(100, mem, false, 0), 0);
+        assert_eq!(suggest_for_lag(401, mem, false, 0), 1);
+        assert_eq!(suggest_for_lag(401, mem, true, 2), 2);
+        assert_eq!(suggest_for_lag(10, mem, true, 2), 0);
+    }
 }

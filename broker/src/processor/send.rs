@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::context::replication::ReplicaWait;
 use crate::context::Broker;
 use crate::meta::TopicConfig;
 use crate::net::Connection;
@@ -35,8 +36,63 @@ pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> 
         Err(e) => return bad_header(req, e),
     };
     match store_request(b, conn, req, &h).await {
-        Ok((result, queue_id)) => respond(b, req, &result, queue_id),
+        Ok((result, queue_id)) => match replicated(b, &result).await {
+            None => respond(b, req, &result, queue_id),
+            Some((code, remark)) => {
+                let mut resp = respond(b, req, &result, queue_id);
+                resp.code = code;
+                resp.remark = Some(remark);
+                resp
+            }
+        },
         Err((code, remark)) => reply(req, code, remark),
+    }
+}
+
+/// Why a slave takes no sends, naming its master.
+pub(crate) fn slave_refusal(b: &Broker) -> String {
+    let master = b
+        .replication
+        .master()
+        .map(|m| m.addr.unwrap_or(m.ha_addr))
+        .unwrap_or_else(|| "unknown".into());
+    format!(
+        "broker {} id {} is a slave and takes no writes; send to its master (id 0, {master})",
+        b.config.broker_name, b.config.broker_id
+    )
+}
+
+/// A `sync_master` waits until enough in-sync slaves hold what it stored: `None` when they
+/// do (or nothing waits), else the code and remark that replace SEND_OK (stored here,
+/// replication unknown).
+async fn replicated(b: &Broker, result: &PutResult) -> Option<(i32, String)> {
+    if !b.replication.waits_for_slaves() || result.status != PutStatus::Ok {
+        return None;
+    }
+    let end = result
+        .appended
+        .last()
+        .map(|a| a.physical_offset + a.size as u64)?;
+    match b
+        .replication
+        .wait_replicated(end, b.store.log_max_offset())
+        .await
+    {
+        ReplicaWait::Replicated => None,
+        ReplicaWait::NotAvailable => Some((
+            response::SLAVE_NOT_AVAILABLE,
+            format!(
+                "stored on the master; fewer than {} in-sync replicas: slave not available",
+                b.config.in_sync_replicas
+            ),
+        )),
+        ReplicaWait::TimedOut => Some((
+            response::FLUSH_SLAVE_TIMEOUT,
+            format!(
+                "stored on the master; slaves did not confirm within {} ms",
+                b.config.slave_timeout_ms
+            ),
+        )),
     }
 }
 

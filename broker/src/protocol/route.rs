@@ -104,6 +104,9 @@ pub struct RegisterBrokerBody {
     pub broker_addr: String,
     /// 0 = master.
     pub broker_id: i64,
+    /// Where this broker listens for its slaves (HA); a master's is passed on to its slaves.
+    #[serde(default)]
+    pub ha_server_addr: Option<String>,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicConfigData>,
 }
@@ -115,6 +118,9 @@ pub struct RegisterBrokerResult {
     /// Address of the master of this broker name, when the registrant is a slave.
     #[serde(default)]
     pub master_addr: Option<String>,
+    /// The master's HA address (where the slave replicates from), with `master_addr`.
+    #[serde(default)]
+    pub ha_server_addr: Option<String>,
     /// How long the NameServer keeps the registration without a renewal.
     #[serde(default)]
     pub expire_millis: Option<i64>,
@@ -183,6 +189,7 @@ mod tests {
             broker_name: "b".into(),
             broker_addr: "127.0.0.1:1".into(),
             broker_id: 0,
+            ha_server_addr: Some("127.0.0.1:2".into()),
             topics,
         };
         let json = serde_json::to_vec(&b).unwrap();
@@ -190,7 +197,16 @@ mod tests {
             serde_json::from_slice::<RegisterBrokerBody>(&json).unwrap(),
             b
         );
+        // Bodies of brokers that predate the HA address still parse.
+        let old = r#"{"cluster":"C","brokerName":"b","brokerAddr":"127.0.0.1:1","brokerId":1}"#;
+        let old: RegisterBrokerBody = serde_json::from_str(old).unwrap();
+        assert_eq!((old.broker_id, old.ha_server_addr), (1, None));
         let r: RegisterBrokerResult = serde_json::from_str("{}").unwrap();
-        assert_eq!(r.master_addr, None);
+        assert_eq!((r.master_addr, r.ha_server_addr), (None, None));
+        let r: RegisterBrokerResult = serde_json::from_str(
+            r#"{"masterAddr":"127.0.0.1:1","haServerAddr":"127.0.0.1:2","expireMillis":120000}"#,
+        )
+        .unwrap();
+        assert_eq!(r.ha_server_addr.as_deref(), Some("127.0.0.1:2"));
     }
 }

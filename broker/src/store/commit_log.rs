@@ -542,23 +542,39 @@ impl CommitLog {
             seg.publish(seg.size());
         }
         let base = w.active.as_ref().map(|s| s.end()).unwrap_or(0);
+        self.roll_to(w, base)
+    }
+
+    /// Makes a new segment at `base` the active one.
+    fn roll_to(
+        &self,
+        w: &mut Writer,
+        base: u64,
+    ) -> std::result::Result<Arc<MappedFile>, RollError> {
         // The segment prepared (and warmed) in the background, or, if that failed or is
         // missing, one created now: a failure back then (a full disk) may have cleared since.
         let (seg, warmed) = match w.next.take().map(|h| h.join()) {
             Some(Ok(Ok(f))) if f.base() == base => (Arc::new(f), true),
-            _ => (
-                Arc::new(
-                    MappedFile::create_filled(
-                        &self.dir,
-                        base,
-                        self.segment_size,
-                        self.zero_fill
-                            .then_some(&(|_| Ok(())) as &dyn Fn(u64) -> std::io::Result<()>),
-                    )
-                    .map_err(RollError::Segment)?,
-                ),
-                false,
-            ),
+            other => {
+                if let Some(Ok(Ok(f))) = other {
+                    // Prepared for another base (a slave's first segment starts where its
+                    // master's oldest does): not part of the log.
+                    let _ = f.delete();
+                }
+                (
+                    Arc::new(
+                        MappedFile::create_filled(
+                            &self.dir,
+                            base,
+                            self.segment_size,
+                            self.zero_fill
+                                .then_some(&(|_| Ok(())) as &dyn Fn(u64) -> std::io::Result<()>),
+                        )
+                        .map_err(RollError::Segment)?,
+                    ),
+                    false,
+                )
+            }
         };
         self.segments.write().push(seg.clone());
         w.active = Some(seg.clone());
@@ -677,6 +693,10 @@ impl CommitLog {
         &self.dir
     }
 }
+
+#[path = "replica_log.rs"]
+mod replica;
+pub use replica::ReplicaAppendError;
 
 fn next_queue_offset(table: &mut HashMap<Box<str>, Vec<u64>>, topic: &str, queue_id: i32) -> u64 {
     let qid = queue_id as usize;

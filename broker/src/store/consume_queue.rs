@@ -221,7 +221,11 @@ impl ConsumeQueue {
                 }),
             };
         }
-        if queue_offset > max {
+        if queue_offset > max && max == 0 && self.files.read().is_empty() {
+            // A queue whose first entries are gone from the log (a slave that starts at its
+            // master's oldest segment, a rebuild after retention) starts where the log does.
+            self.start_at(queue_offset)?;
+        } else if queue_offset > max {
             // Entries are missing (files lost or deleted by hand): the store rebuilds the
             // queue from the log (see `MessageStore::open`).
             return Err(StoreError::Corruption {
@@ -239,6 +243,28 @@ impl ConsumeQueue {
         f.publish(rel + ENTRY_SIZE);
         self.max_offset.store(queue_offset + 1, Ordering::Release);
         Ok(CqPut::Written)
+    }
+
+    /// Starts an empty queue at `first`: the entries before it in its file are placeholders
+    /// (pointing at offset 0, below any log that starts later), so a reopen finds the end and
+    /// retention's `advance_min` moves past them.
+    fn start_at(&self, first: u64) -> Result<()> {
+        let f = self.file_for_write(first)?;
+        let placeholder = CqEntry {
+            physical_offset: 0,
+            size: 1,
+            tag_hash: 0,
+        }
+        .encode();
+        let from = f.base() / ENTRY_SIZE;
+        let slots = f.write_slice(0, ((first - from) * ENTRY_SIZE) as usize);
+        for e in slots.chunks_exact_mut(ENTRY_SIZE as usize) {
+            e.copy_from_slice(&placeholder);
+        }
+        f.publish((first - from) * ENTRY_SIZE);
+        self.max_offset.store(first, Ordering::Release);
+        self.min_offset.store(first, Ordering::Release);
+        Ok(())
     }
 
     fn file_for_write(&self, queue_offset: u64) -> Result<Arc<MappedFile>> {
@@ -402,6 +428,24 @@ mod tests {
             size: 100,
             tag_hash: p as i64 * 7,
         }
+    }
+
+    #[test]
+    fn a_new_queue_starts_where_the_log_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let cq = ConsumeQueue::open(dir.path(), "T", 0, 8, 0, u64::MAX).unwrap();
+        assert_eq!(cq.put(13, e(5000)).unwrap(), CqPut::Written);
+        assert_eq!(cq.put(14, e(5100)).unwrap(), CqPut::Written);
+        assert_eq!((cq.min_offset(), cq.max_offset()), (13, 15));
+        assert_eq!(cq.get(12), None);
+        assert_eq!(cq.get(13), Some(e(5000)));
+        // A gap after the start is still refused.
+        assert!(cq.put(17, e(5300)).is_err());
+        cq.flush().unwrap();
+        drop(cq);
+        let cq = ConsumeQueue::open(dir.path(), "T", 0, 8, 4000, u64::MAX).unwrap();
+        assert_eq!((cq.min_offset(), cq.max_offset()), (13, 15));
+        assert_eq!(cq.get(14), Some(e(5100)));
     }
 
     #[test]

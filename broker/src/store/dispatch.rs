@@ -123,7 +123,9 @@ impl Dispatcher {
 
     /// Dispatches everything published so far. Returns the number of records dispatched.
     pub fn dispatch_available(&self) -> usize {
-        let mut pos = self.dispatched();
+        // A log that starts later (a slave's copy of a master whose first segments are gone)
+        // is dispatched from its first record.
+        let mut pos = self.dispatched().max(self.log.min_offset());
         let mut n = 0;
         let mut touched: Vec<(Arc<str>, i32, u64)> = Vec::new();
         let limit = if self.only_durable {

@@ -97,6 +97,8 @@ struct Inner {
     closed: AtomicBool,
     /// Wakes the housekeeping thread early (shutdown).
     stop: crate::wake::Signal,
+    /// The commit log's end, for watchers (replication sessions); sent only when watched.
+    log_end: tokio::sync::watch::Sender<u64>,
     #[allow(dead_code)]
     lock: File,
 }
@@ -218,6 +220,7 @@ impl MessageStore {
             disk_full: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stop: crate::wake::Signal::default(),
+            log_end: tokio::sync::watch::channel(end).0,
             lock,
         });
         inner.check_disk();
@@ -365,7 +368,50 @@ impl MessageStore {
         if inner.config.flush_mode == FlushMode::Async {
             inner.dispatcher.signal.notify();
         }
+        inner.appended(inner.log.max_offset());
         Ok(appended)
+    }
+
+    /// Published commit-log bytes from `offset` for a slave: whole records, about `max`
+    /// bytes, within one segment (zero-copy). `Ok(None)`: nothing there yet; `Err((min, max))`:
+    /// the offset is outside the stored log.
+    pub fn read_replica(
+        &self,
+        offset: u64,
+        max: usize,
+    ) -> std::result::Result<Option<bytes::Bytes>, (u64, u64)> {
+        Ok(self
+            .inner
+            .log
+            .read_replica(offset, max)?
+            .map(RecordBytes::into_bytes))
+    }
+
+    /// A slave appends bytes replicated from its master at `offset` (its own log's end); the
+    /// dispatcher builds its consume queues and index from them as from its own appends.
+    pub fn append_replica(
+        &self,
+        offset: u64,
+        data: &[u8],
+    ) -> std::result::Result<(), super::commit_log::ReplicaAppendError> {
+        let inner = &self.inner;
+        if let Some(reason) = inner.read_only.get() {
+            return Err(super::commit_log::ReplicaAppendError::Write(
+                StoreError::ReadOnly(reason.clone()),
+            ));
+        }
+        inner.log.append_replica(offset, data)?;
+        inner.flusher.request();
+        if inner.config.flush_mode == FlushMode::Async {
+            inner.dispatcher.signal.notify();
+        }
+        inner.appended(inner.log.max_offset());
+        Ok(())
+    }
+
+    /// Watches the end of the commit log (a master's replication sessions wait on it).
+    pub fn watch_log_end(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.log_end.subscribe()
     }
 
     /// Waits until the commit log segment being prepared in the background is ready
@@ -562,6 +608,19 @@ impl Drop for MessageStore {
 }
 
 impl Inner {
+    /// Tells watchers of the log end (replication sessions) that it moved; free without any.
+    fn appended(&self, end: u64) {
+        if self.log_end.receiver_count() > 0 {
+            self.log_end.send_if_modified(|e| {
+                let up = end > *e;
+                if up {
+                    *e = end;
+                }
+                up
+            });
+        }
+    }
+
     fn write_checkpoint(&self) -> Result<()> {
         let p = self.flusher.progress();
         if p.failed {

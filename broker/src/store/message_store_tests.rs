@@ -493,3 +493,143 @@ fn multi_dispatch_stores_once_and_reads_through_each_target() {
     assert_eq!(eu.len(), 2);
     assert_eq!((eu[1].2, eu[1].4.as_slice()), (1, &b"again"[..]));
 }
+
+/// Copies `master`'s log into `slave` the way the HA stream does: whole-record chunks of at
+/// most `max` bytes from the slave's end.
+fn replicate(master: &MessageStore, slave: &MessageStore, max: usize) -> usize {
+    let mut frames = 0;
+    while let Ok(Some(b)) = master.read_replica(slave.log_max_offset(), max) {
+        slave.append_replica(slave.log_max_offset(), &b).unwrap();
+        frames += 1;
+    }
+    frames
+}
+
+fn segment_bytes(store: &MessageStore) -> Vec<(String, Vec<u8>)> {
+    let dir = store.dir().join("commitlog");
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_slave_copy_is_byte_identical_with_the_same_queue_offsets() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rt = rt();
+    let master = MessageStore::open(cfg(a.path(), FlushMode::Async), host()).unwrap();
+    let slave = MessageStore::open(cfg(b.path(), FlushMode::Async), host()).unwrap();
+    // ~3 segments of 64 KiB, records of varying sizes so segment ends get fillers.
+    for i in 0..300 {
+        let body = vec![b'x'; 100 + (i * 37) % 900];
+        let r = rt.block_on(master.put(&[input("T", (i % 3) as i32, &body, "")]));
+        assert!(r.status.is_ok());
+        if i % 50 == 0 {
+            replicate(&master, &slave, 4096);
+        }
+    }
+    assert!(replicate(&master, &slave, 4096) > 0);
+    assert_eq!(slave.log_max_offset(), master.log_max_offset());
+    assert!(master.log_segment_count() >= 3);
+    // Byte-identical up to the master's end (the slave's spare segment aside).
+    let (m, s) = (segment_bytes(&master), segment_bytes(&slave));
+    let end = master.log_max_offset();
+    for (name, bytes) in m.iter().filter(|(n, _)| n.parse::<u64>().unwrap() < end) {
+        let other = s
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("same segment names");
+        assert!(bytes == &other.1, "segment {name} differs");
+    }
+    assert!(rt.block_on(slave.wait_dispatched(Duration::from_secs(10))));
+    assert!(rt.block_on(master.wait_dispatched(Duration::from_secs(10))));
+    for q in 0..3 {
+        assert_eq!(slave.max_offset("T", q), master.max_offset("T", q));
+        assert_eq!(slave.max_offset("T", q), 100);
+    }
+    let got = slave.get_messages("T", 1, 99, 1, 1 << 20, &AcceptAll);
+    assert_eq!(got.messages.len(), 1);
+    // What does not continue the log exactly is refused, and nothing is appended.
+    let end = slave.log_max_offset();
+    let more = rt.block_on(master.put(&[input("T", 0, b"next", "")]));
+    assert!(more.status.is_ok());
+    let chunk = master.read_replica(end, 1 << 20).unwrap().unwrap();
+    let e = slave
+        .append_replica(end + 1, &chunk)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&end.to_string()) && e.contains(&(end + 1).to_string()),
+        "{e}"
+    );
+    let e = slave
+        .append_replica(end, &chunk[1..])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not whole records"), "{e}");
+    assert!(slave.append_replica(end, b"garbage!garbage!").is_err());
+    assert_eq!(slave.log_max_offset(), end);
+    slave.append_replica(end, &chunk).unwrap();
+    assert_eq!(slave.log_max_offset(), master.log_max_offset());
+    // An offset outside the master's log is an error naming its bounds.
+    assert_eq!(
+        master
+            .read_replica(master.log_max_offset() + 1, 10)
+            .unwrap_err(),
+        (0, master.log_max_offset())
+    );
+}
+
+#[test]
+fn an_empty_slave_starts_at_the_masters_oldest_segment() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rt = rt();
+    let master = MessageStore::open(cfg(a.path(), FlushMode::Async), host()).unwrap();
+    for i in 0..200 {
+        let body = vec![b'y'; 900];
+        assert!(rt
+            .block_on(master.put(&[input("T", i % 2, &body, "")]))
+            .status
+            .is_ok());
+    }
+    // Retention takes the first segment.
+    let before = master.log_min_offset();
+    master.inner.log.delete_segments(|s| s.base() == 0).unwrap();
+    let min = master.log_min_offset();
+    assert!(min > before);
+    let slave = MessageStore::open(cfg(b.path(), FlushMode::Async), host()).unwrap();
+    // A slave's first segment must start on a boundary.
+    let first = master.read_replica(min, 1 << 20).unwrap().unwrap();
+    let e = slave
+        .append_replica(min + 1, &first)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("segment boundary"), "{e}");
+    slave.append_replica(min, &first).unwrap();
+    replicate(&master, &slave, 1 << 20);
+    assert_eq!(slave.log_max_offset(), master.log_max_offset());
+    assert_eq!(slave.log_min_offset(), min);
+    assert!(rt.block_on(slave.wait_dispatched(Duration::from_secs(10))));
+    for q in 0..2 {
+        assert_eq!(slave.max_offset("T", q), 100);
+        assert!(slave.min_offset("T", q) > 0);
+        let got = slave.get_messages("T", q, slave.min_offset("T", q), 4, 1 << 20, &AcceptAll);
+        assert_eq!(got.messages.len(), 4);
+    }
+    // Reopened, the slave keeps its log and queues; the first segment file is the master's.
+    drop(slave);
+    let slave = MessageStore::open(cfg(b.path(), FlushMode::Async), host()).unwrap();
+    assert_eq!(slave.log_min_offset(), min);
+    assert_eq!(slave.max_offset("T", 0), 100);
+    assert!(!b
+        .path()
+        .join("commitlog")
+        .join(crate::store::mapped_file::file_name(0))
+        .exists());
+}
