@@ -80,18 +80,36 @@ impl Cluster {
         TopicRouteData::from_json(&r.body).context("bad route JSON")
     }
 
-    /// (broker address, queue id) for every read (or write) queue of a topic.
+    /// (broker address, queue id) for every read (or write) queue of a topic. Writes go to a
+    /// group's master; reads too, or to its first slave while the master is gone (as RocketMQ
+    /// clients do).
     pub async fn queues(&mut self, topic: &str, write: bool) -> Result<Vec<(String, i32)>> {
         let route = self.route(topic).await?;
         let mut out = Vec::new();
         for q in &route.queue_datas {
-            let Some(addr) = route
+            let Some(group) = route
                 .broker_datas
                 .iter()
                 .find(|b| b.broker_name == q.broker_name)
-                .and_then(|b| b.master_addr())
             else {
                 continue;
+            };
+            let slave = || {
+                group
+                    .broker_addrs
+                    .iter()
+                    .filter_map(|(id, a)| Some((id.parse::<i64>().ok()?, a.as_str())))
+                    .filter(|(id, _)| *id > 0)
+                    .min()
+                    .map(|(_, a)| a)
+            };
+            let addr = match group.master_addr() {
+                Some(a) => a,
+                None if !write => match slave() {
+                    Some(a) => a,
+                    None => continue,
+                },
+                None => continue,
             };
             let n = if write {
                 q.write_queue_nums
@@ -101,6 +119,9 @@ impl Cluster {
             for id in 0..n {
                 out.push((addr.to_string(), id));
             }
+        }
+        if out.is_empty() && write && !route.queue_datas.is_empty() {
+            bail!("topic {topic} has no writable queue: no broker serving it has a master (slaves take no writes)");
         }
         if out.is_empty() {
             bail!("topic {topic} has no queues");

@@ -179,6 +179,7 @@ async fn follow(b: &Arc<Broker>, ha: &str) -> Result<(), LinkError> {
                 if send(&wr, &Frame::Report { offset }).await.is_err() {
                     return;
                 }
+                adopt_topics(&b);
             }
         })
     };
@@ -221,6 +222,33 @@ async fn follow(b: &Arc<Broker>, ha: &str) -> Result<(), LinkError> {
             send(&wr, &Frame::Report { offset }).await?;
         }
     }
+}
+
+/// Topics whose messages arrived by replication before the metadata sync brought their
+/// configs (a topic auto-created on the master moments before it died) get a config sized to
+/// their queues, so the slave routes and serves them; the next sync makes them the master's.
+pub fn adopt_topics(b: &Broker) -> usize {
+    let mut queues: std::collections::BTreeMap<String, u32> = Default::default();
+    for cq in b.store.consume_queues() {
+        if b.topics.get(cq.topic()).is_none() {
+            let n = queues.entry(cq.topic().to_string()).or_default();
+            *n = (*n).max(cq.queue_id().max(0) as u32 + 1);
+        }
+    }
+    let mut adopted = 0;
+    for (topic, n) in queues {
+        match b.topics.get_or_create(&topic, n) {
+            Ok(_) => {
+                tracing::info!(topic, queues = n, "topic adopted from replicated messages");
+                adopted += 1;
+            }
+            Err(e) => tracing::warn!(topic, error = %e, "cannot adopt a replicated topic"),
+        }
+    }
+    if adopted > 0 {
+        b.topics_changed();
+    }
+    adopted
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
