@@ -1,9 +1,10 @@
 //! Replication state shared by the send path, the HA service and the admin requests: on a
 //! master, the slaves connected to it and the offset each confirmed (a `sync_master`'s sends
 //! wait here for enough copies, sharing acknowledgements the way sync flush shares fsyncs);
-//! on a slave, where its master is and how far behind it runs.
+//! on a slave, where its master is, how far behind it runs, and which queues clients committed
+//! offsets to on it (the metadata sync sends those to the master when it is back).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,9 @@ pub struct MasterAddrs {
     pub addr: Option<String>,
     pub ha_addr: String,
 }
+
+/// A queue a client committed an offset to on a slave: (group, topic, queue id).
+pub type LocalCommit = (String, String, i32);
 
 /// What a `sync_master`'s send learns from waiting for its slaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +113,9 @@ pub struct Replication {
     /// Where the master is (slave side): from the config or the NameServer's reply.
     master: watch::Sender<Option<MasterAddrs>>,
     link: Mutex<MasterLink>,
+    /// Queues clients committed offsets to on this slave since the metadata sync last took
+    /// them: group -> topic -> queue ids (nested so that a repeated commit allocates nothing).
+    local_commits: Mutex<BTreeMap<String, BTreeMap<String, BTreeSet<i32>>>>,
 }
 
 impl Replication {
@@ -127,6 +134,7 @@ impl Replication {
             replicated: watch::channel(0).0,
             master: watch::channel(master).0,
             link: Mutex::new(MasterLink::default()),
+            local_commits: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -192,6 +200,53 @@ impl Replication {
     /// Replication stopped for a reason an operator must fix (shown by `wasmq cluster`).
     pub fn link_error(&self, e: Option<String>) {
         self.link.lock().error = e;
+    }
+
+    /// A client committed an offset of (group, topic, queue) on this slave (UPDATE_CONSUMER_OFFSET
+    /// or a pull's commit flag). Only meaningful on a slave: the commit sites call it behind
+    /// `is_slave()`, so a master's commits pay one branch.
+    pub fn note_local_commit(&self, group: &str, topic: &str, queue_id: i32) {
+        let mut m = self.local_commits.lock();
+        let topics = match m.get_mut(group) {
+            Some(t) => t,
+            None => m.entry(group.to_string()).or_default(),
+        };
+        match topics.get_mut(topic) {
+            Some(q) => {
+                q.insert(queue_id);
+            }
+            None => {
+                topics.insert(topic.to_string(), BTreeSet::from([queue_id]));
+            }
+        }
+    }
+
+    /// The queues noted by [`Replication::note_local_commit`] since the last call, in order;
+    /// the set is left empty.
+    pub fn take_local_commits(&self) -> Vec<LocalCommit> {
+        let m = std::mem::take(&mut *self.local_commits.lock());
+        m.into_iter()
+            .flat_map(|(group, topics)| {
+                topics.into_iter().flat_map(move |(topic, queues)| {
+                    let group = group.clone();
+                    queues
+                        .into_iter()
+                        .map(move |q| (group.clone(), topic.clone(), q))
+                })
+            })
+            .collect()
+    }
+
+    /// Puts taken commits back (the master did not take them; the next round sends them again).
+    pub fn put_back_local_commits(&self, commits: impl IntoIterator<Item = LocalCommit>) {
+        let mut m = self.local_commits.lock();
+        for (group, topic, q) in commits {
+            m.entry(group)
+                .or_default()
+                .entry(topic)
+                .or_default()
+                .insert(q);
+        }
     }
 
     // ---- master side ----
@@ -428,6 +483,23 @@ mod tests {
         let st = r.status(&BrokerConfig::default(), 0, 6000);
         assert_eq!(st.slaves.len(), 2);
         assert_eq!(st.slaves[0].lag_bytes, 1000);
+    }
+
+    #[test]
+    fn local_commits_are_taken_once_and_can_be_put_back() {
+        let r = repl(BrokerRole::Slave, 1);
+        assert!(r.take_local_commits().is_empty());
+        r.note_local_commit("g", "T", 1);
+        r.note_local_commit("g", "T", 0);
+        r.note_local_commit("g", "T", 1);
+        r.note_local_commit("g", "U", 0);
+        let c = |g: &str, t: &str, q| (g.to_string(), t.to_string(), q);
+        let taken = r.take_local_commits();
+        assert_eq!(taken, vec![c("g", "T", 0), c("g", "T", 1), c("g", "U", 0)]);
+        assert!(r.take_local_commits().is_empty());
+        r.note_local_commit("h", "T", 2);
+        r.put_back_local_commits(taken);
+        assert_eq!(r.take_local_commits().len(), 4);
     }
 
     #[test]

@@ -50,6 +50,21 @@ impl ConsumerOffsets {
         }
     }
 
+    /// Commits `offset` only where it is larger than the one held (or none is held), under one
+    /// lock hold, so a concurrent commit is never lowered (replication merges offsets this
+    /// way). Whether the offset moved.
+    pub fn advance(&self, group: &str, topic: &str, queue_id: i32, offset: i64) -> bool {
+        let k = key(group, topic);
+        let mut t = self.table.write();
+        let q = t.entry(k).or_default();
+        if q.get(&queue_id).is_some_and(|&have| have >= offset) {
+            return false;
+        }
+        q.insert(queue_id, offset);
+        self.dirty.store(true, Ordering::Release);
+        true
+    }
+
     pub fn query(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
         self.table
             .read()
@@ -121,5 +136,21 @@ mod tests {
         assert_eq!(o.query("g", "t", 0), Some(5));
         assert_eq!(o.of("g", "t").len(), 2);
         assert_eq!(o.groups().len(), 2);
+    }
+
+    #[test]
+    fn advance_never_lowers() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = ConsumerOffsets::open(dir.path()).unwrap();
+        assert!(o.advance("g", "t", 0, 5));
+        assert!(o.persist_if_dirty().unwrap());
+        assert!(!o.advance("g", "t", 0, 5));
+        assert!(!o.advance("g", "t", 0, 4));
+        assert!(
+            !o.persist_if_dirty().unwrap(),
+            "nothing moved, nothing to write"
+        );
+        assert!(o.advance("g", "t", 0, 6));
+        assert_eq!(o.query("g", "t", 0), Some(6));
     }
 }

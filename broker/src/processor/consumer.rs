@@ -164,6 +164,11 @@ pub fn update_offset(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     }
     b.offsets
         .commit(h.consumer_group, h.topic, h.queue_id, h.commit_offset);
+    if b.replication.is_slave() {
+        // Sent to the master when it is back (`replica_meta`).
+        b.replication
+            .note_local_commit(h.consumer_group, h.topic, h.queue_id);
+    }
     ok(req)
 }
 

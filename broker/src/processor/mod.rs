@@ -112,6 +112,7 @@ impl RequestHandler for BrokerHandler {
                 request::HA_STATUS => cluster::status(b, &req),
                 request::HA_METADATA => replica_meta::metadata(b, &req),
                 request::HA_PLUGIN_MODULE => replica_meta::plugin_module(b, &req),
+                request::HA_MERGE_OFFSETS => replica_meta::merge_offsets(b, &req),
                 request::PLUGIN_LOAD
                 | request::PLUGIN_UPGRADE
                 | request::PLUGIN_UNLOAD

@@ -78,6 +78,11 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     if h.has_flag(pull_sys_flag::COMMIT_OFFSET) && h.commit_offset >= 0 {
         b.offsets
             .commit(h.consumer_group, h.topic, h.queue_id, h.commit_offset);
+        if b.replication.is_slave() {
+            // Sent to the master when it is back (`replica_meta`).
+            b.replication
+                .note_local_commit(h.consumer_group, h.topic, h.queue_id);
+        }
     }
     let max_msgs = h.max_msg_nums.clamp(1, 1024) as usize;
     let max_bytes = h

@@ -1,7 +1,9 @@
 //! The master's side of the metadata a slave copies (issue 12): HA_METADATA answers one JSON
 //! snapshot of everything a slave needs to evaluate the same subscriptions and to take the
 //! master's place (topic configs, consumer offsets, delay and timer progress, the plugin
-//! registry and its bindings); HA_PLUGIN_MODULE answers one plugin module by its sha256.
+//! registry and its bindings); HA_PLUGIN_MODULE answers one plugin module by its sha256;
+//! HA_MERGE_OFFSETS takes the other direction: offsets clients committed on a slave while the
+//! master was away, each committed here only where it is larger (an offset never moves back).
 //!
 //! The snapshot types live here and `crate::replica_meta` (the slave's sync task) reads them.
 //! The broker keeps no subscription-group configs (RocketMQ's `subscriptionGroup.json`): live
@@ -17,7 +19,7 @@ use crate::meta::TopicConfig;
 use crate::plugin::PluginKind;
 use crate::protocol::{response, RemotingCommand};
 
-use super::reply;
+use super::{ok, reply};
 
 /// One plugin of the registry as the slave must reproduce it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +96,23 @@ impl MetadataSnapshot {
         self.version = self.content_hash();
         self
     }
+}
+
+/// HA_MERGE_OFFSETS's request body: offsets clients committed on a slave, in the snapshot's
+/// `offsetTable` shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergeOffsets {
+    /// `topic@group` -> queue id -> offset.
+    pub offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+/// HA_MERGE_OFFSETS's response body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergedOffsets {
+    /// Queues whose offset moved forward.
+    pub moved: usize,
 }
 
 /// The timer's delivered flags, read under its lock.
@@ -247,9 +266,132 @@ pub fn plugin_module(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     }
 }
 
+/// HA_MERGE_OFFSETS (on a master; a slave refuses it): commits each offset of the body only
+/// where it is larger than the one held, so an offset never moves back; entries of topics this
+/// broker does not have (deleted meanwhile) or negative offsets are skipped. What moved is
+/// persisted before the answer, as an operator's reset is: the slave forgets what the master
+/// took.
+pub fn merge_offsets(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
+    if b.replication.is_slave() {
+        return reply(
+            req,
+            response::SERVICE_NOT_AVAILABLE,
+            super::send::slave_refusal(b),
+        );
+    }
+    let body: MergeOffsets = match serde_json::from_slice(&req.body) {
+        Ok(x) => x,
+        Err(e) => {
+            return reply(
+                req,
+                response::SYSTEM_ERROR,
+                format!("bad HA_MERGE_OFFSETS body: {e}"),
+            )
+        }
+    };
+    let mut moved = 0;
+    for (key, queues) in &body.offset_table {
+        // Topic names cannot hold '@' (`validate_topic_name`); group names might.
+        let Some((topic, group)) = key.split_once('@') else {
+            continue;
+        };
+        if group.is_empty() || b.topics.get(topic).is_none() {
+            continue;
+        }
+        for (&queue_id, &offset) in queues {
+            if offset >= 0 && b.offsets.advance(group, topic, queue_id, offset) {
+                moved += 1;
+            }
+        }
+    }
+    if moved > 0 {
+        if let Err(e) = b.offsets.persist_if_dirty() {
+            return reply(req, response::SYSTEM_ERROR, e.to_string());
+        }
+        tracing::info!(moved, "consumer offsets committed on a slave merged");
+    }
+    match serde_json::to_vec(&MergedOffsets { moved }) {
+        Ok(body) => ok(req).with_body(body),
+        Err(e) => reply(req, response::SYSTEM_ERROR, e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn broker(dir: &std::path::Path, role: crate::config::BrokerRole) -> std::sync::Arc<Broker> {
+        let config = crate::config::BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            namesrv_listen: None,
+            broker_role: role,
+            broker_id: if role.is_slave() { 1 } else { 0 },
+            load_shipped_plugins: false,
+            store: crate::store::StoreConfig {
+                max_message_size: 64 << 10,
+                ..crate::store::StoreConfig::for_tests(dir)
+            },
+            ..crate::config::BrokerConfig::default()
+        };
+        Broker::open(config, None).unwrap()
+    }
+
+    fn merge_request(json: &str) -> RemotingCommand {
+        RemotingCommand::new_request(
+            crate::protocol::request::HA_MERGE_OFFSETS,
+            crate::protocol::ExtFields::new(),
+        )
+        .with_body(json.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn merging_offsets_never_lowers_and_a_slave_refuses() {
+        use crate::config::BrokerRole;
+        let d = tempfile::tempdir().unwrap();
+        let b = broker(d.path(), BrokerRole::AsyncMaster);
+        b.topics.upsert(TopicConfig::new("T", 4)).unwrap();
+        b.offsets.commit("g", "T", 0, 10);
+        b.offsets.commit("g", "T", 1, 20);
+        let body = r#"{"offsetTable": {
+            "T@g": {"0": 15, "1": 5, "2": 7, "3": -1},
+            "T@g@x": {"0": 4},
+            "Gone@g": {"0": 3},
+            "T@": {"0": 1},
+            "nogroup": {"0": 1}
+        }}"#;
+        let resp = merge_offsets(&b, &merge_request(body));
+        assert_eq!(resp.code, response::SUCCESS, "{:?}", resp.remark);
+        let merged: MergedOffsets = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(merged.moved, 3);
+        assert_eq!(
+            b.offsets.of("g", "T"),
+            BTreeMap::from([(0, 15), (1, 20), (2, 7)]),
+            "queue 1 is not lowered, a negative offset is not taken"
+        );
+        assert_eq!(b.offsets.query("g@x", "T", 0), Some(4));
+        assert!(
+            b.offsets.of("g", "Gone").is_empty(),
+            "unknown topic skipped"
+        );
+        // Persisted before the answer.
+        let on_disk = crate::meta::ConsumerOffsets::open(&d.path().join("config")).unwrap();
+        assert_eq!(on_disk.query("g", "T", 0), Some(15));
+        // The same again moves nothing.
+        let resp = merge_offsets(&b, &merge_request(body));
+        let merged: MergedOffsets = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(merged.moved, 0);
+        // A body that does not parse.
+        let resp = merge_offsets(&b, &merge_request("{"));
+        assert_eq!(resp.code, response::SYSTEM_ERROR);
+
+        let sd = tempfile::tempdir().unwrap();
+        let slave = broker(sd.path(), BrokerRole::Slave);
+        slave.topics.upsert(TopicConfig::new("T", 4)).unwrap();
+        let resp = merge_offsets(&slave, &merge_request(body));
+        assert_eq!(resp.code, response::SERVICE_NOT_AVAILABLE);
+        assert!(resp.remark.unwrap_or_default().contains("is a slave"));
+        assert!(slave.offsets.of("g", "T").is_empty());
+    }
 
     #[test]
     fn timer_progress_lists_delivered_entries() {

@@ -85,6 +85,11 @@ pub mod request {
     pub const HA_METADATA: i32 = WASMQ_ADMIN_BASE + 12;
     /// One plugin module by `sha256` (a slave copying the registry). Response body: the module.
     pub const HA_PLUGIN_MODULE: i32 = WASMQ_ADMIN_BASE + 13;
+    /// Offsets clients committed on a slave while its master was away, sent to the master: body
+    /// JSON `{"offsetTable": {"topic@group": {"queueId": offset}}}`; the master commits each one
+    /// only where it is larger than its own (never lowers). Response body: JSON `{"moved": n}`.
+    /// A slave refuses it (SERVICE_NOT_AVAILABLE).
+    pub const HA_MERGE_OFFSETS: i32 = WASMQ_ADMIN_BASE + 14;
     /// End (exclusive) of the wasmq admin range.
     pub const WASMQ_ADMIN_END: i32 = 20000;
 
