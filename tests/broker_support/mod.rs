@@ -22,6 +22,10 @@ pub struct BrokerProc {
     extra: Vec<String>,
     /// Environment of the next (re)start, e.g. `WASMQ_FAILPOINT`.
     pub env: Vec<(String, String)>,
+    /// Whether `namesrv` is the broker's embedded NameServer (else an external one it
+    /// registers with).
+    embedded_namesrv: bool,
+    segment_size: u64,
 }
 
 impl BrokerProc {
@@ -50,7 +54,26 @@ impl BrokerProc {
             log: store_dir.with_extension("log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
+            embedded_namesrv: true,
+            segment_size: 8 << 20,
         }
+    }
+
+    /// Starts a broker without an embedded NameServer that registers with the external one at
+    /// `namesrv` (`--namesrv-listen off --namesrv ADDR`), with commit-log segments of
+    /// `segment_size` bytes; `extra` are more flags (role, broker id, HA address, ...).
+    pub fn start_external(
+        store_dir: &Path,
+        namesrv: SocketAddr,
+        segment_size: u64,
+        extra: &[&str],
+    ) -> BrokerProc {
+        let mut p = Self::start_stopped(store_dir, extra);
+        p.namesrv = namesrv;
+        p.embedded_namesrv = false;
+        p.segment_size = segment_size;
+        p.spawn();
+        p
     }
 
     /// Waits (bounded) for the process to exit by itself, e.g. at a crash point. Returns
@@ -76,12 +99,18 @@ impl BrokerProc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_wasmq-broker"))
-            .args(["--listen", &self.broker.to_string()])
-            .args(["--namesrv-listen", &self.namesrv.to_string()])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmq-broker"));
+        cmd.args(["--listen", &self.broker.to_string()]);
+        if self.embedded_namesrv {
+            cmd.args(["--namesrv-listen", &self.namesrv.to_string()]);
+        } else {
+            cmd.args(["--namesrv-listen", "off"])
+                .args(["--namesrv", &self.namesrv.to_string()]);
+        }
+        let child = cmd
             .arg("--store-dir")
             .arg(&self.store_dir)
-            .args(["--segment-size", "8388608"])
+            .args(["--segment-size", &self.segment_size.to_string()])
             .args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
@@ -97,7 +126,9 @@ impl BrokerProc {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if TcpStream::connect(self.broker).is_ok() && TcpStream::connect(self.namesrv).is_ok() {
+            if TcpStream::connect(self.broker).is_ok()
+                && (!self.embedded_namesrv || TcpStream::connect(self.namesrv).is_ok())
+            {
                 return;
             }
             if let Some(c) = self.child.as_mut() {
@@ -128,6 +159,17 @@ impl BrokerProc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the running process by its PID.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid();
+        assert!(pid > 0, "not running");
+        let st = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{signal} {pid} failed");
     }
 
     /// SIGTERM and wait: a clean stop. Returns whether it exited successfully.

@@ -5,11 +5,16 @@
 //             "messages":[{"tags":"A","keys":"k1","props":{"a":"1"},"body":"text"|"bodySize":N,
 //                          "shardingKey":"s","delayLevel":2}]}
 //     -> {"event":"sent","i":0,"status":"SEND_OK","msgId":..,"queueId":..,"queueOffset":..}
+//     "generate":{"count":N,"prefix":"p","tags":"T","padMod":M} instead of "messages" sends N
+//     messages with bodies "<prefix>-<i>-" and i % M more 'x's (no padding unless M is set), so
+//     that long runs fit on a command line.
 //   consume: {"role":"consume","namesrv":..,"topic":..,"group":..,"expr":"*","type":"TAG"|"SQL92"|any plugin type,
 //             "broadcast":false,"from":"first"|"last","expect":N,"lingerMs":500,"timeoutMs":60000,
 //             "failTimes":0}
 //     -> {"event":"ready"} once subscribed, {"event":"msg",...} per delivery, {"event":"done",...}
 //     "topics":["T1","T2"] instead of "topic" subscribes the one consumer to each topic (same expr).
+//     "pollMs":N refreshes routes from the NameServer every N ms (ali-ons' pollNameServerInteval,
+//     30 s unless set); "persistMs":N commits consumed offsets every N ms (5 s unless set).
 //   A failed send reports {"event":"error","i":..,"error":<the exception's message>,"code":<the
 //   broker's response code, when the broker refused it>}.
 // Every run has a hard timeout and exits by itself.
@@ -37,11 +42,21 @@ function bodyOf(m, i) {
   return Buffer.from(m.body !== undefined ? String(m.body) : `message-${i}`);
 }
 
+function jobMessages() {
+  if (job.messages) return job.messages;
+  const g = job.generate;
+  const msgs = [];
+  for (let i = 0; i < g.count; i++) {
+    msgs.push({ tags: g.tags, body: `${g.prefix}-${i}-` + 'x'.repeat(g.padMod ? i % g.padMod : 0) });
+  }
+  return msgs;
+}
+
 async function produce() {
   const producer = new Producer({ httpclient, nameSrv: job.namesrv, producerGroup: job.group || 'PG_NODE', logger: quietLogger });
   await producer.ready();
   let i = 0;
-  for (const m of job.messages) {
+  for (const m of jobMessages()) {
     const msg = new Message(job.topic, m.tags || '', bodyOf(m, i));
     if (m.keys) msg.keys = m.keys.split(' ');
     for (const [k, v] of Object.entries(m.props || {})) msg.properties[k] = String(v);
@@ -71,6 +86,9 @@ async function consume() {
   };
   if (job.instance) opts.instanceName = job.instance;
   if (job.maxReconsumeTimes !== undefined) opts.maxReconsumeTimes = job.maxReconsumeTimes;
+  // ali-ons spells the option this way.
+  if (job.pollMs) opts.pollNameServerInteval = job.pollMs;
+  if (job.persistMs) opts.persistConsumerOffsetInterval = job.persistMs;
   const consumer = new Consumer(opts);
   consumer.on('error', e => process.stderr.write(`consumer error: ${e.message}\n`));
   await consumer.ready();
@@ -110,9 +128,11 @@ async function consume() {
   out({ event: 'done', count });
 }
 
+// Exit once stdout is flushed: a pipe's pending writes are dropped by process.exit.
+const exit = code => process.stdout.write('', () => process.exit(code));
 (job.role === 'produce' ? produce() : consume())
-  .then(() => process.exit(0))
+  .then(() => exit(0))
   .catch(e => {
     out({ event: 'fatal', error: String(e && e.stack || e) });
-    process.exit(2);
+    exit(2);
   });

@@ -4,6 +4,9 @@ Usage: python client.py '<json job>'; prints one JSON object per line on stdout.
   produce: {"role":"produce","namesrv":..,"topic":..,"group":..,"mode":"sync"|"oneway"|"orderly",
             "messages":[{"tags":..,"keys":..,"props":{..},"body":..|"bodySize":N,"shardingKey":..,
                          "delayLevel":N}]}
+     "generate":{"count":N,"prefix":"p","tags":"T","padMod":M} instead of "messages" sends N
+     messages with bodies "<prefix>-<i>-" and i % M more 'x's (no padding unless M is set), so
+     that long runs fit on a command line.
   consume: {"role":"consume","namesrv":..,"topic":..,"group":..,"expr":"*","broadcast":false,
             "orderly":false,"expect":N,"lingerMs":500,"timeoutMs":60000,"failTimes":0}
   txn-produce: {"role":"txn-produce","namesrv":..,"topic":..,"group":..,
@@ -59,12 +62,21 @@ def body_of(m, i):
     return str(m.get("body", "message-%d" % i)).encode()
 
 
+def job_messages():
+    if "messages" in job:
+        return job["messages"]
+    g = job["generate"]
+    pad = g.get("padMod")
+    return [{"tags": g.get("tags"), "body": "%s-%d-%s" % (g["prefix"], i, "x" * (i % pad if pad else 0))}
+            for i in range(g["count"])]
+
+
 def produce():
     p = Producer(job.get("group", "PG_PY"))
     p.set_namesrv_addr(job["namesrv"])
     p.start()
     mode = job.get("mode", "sync")
-    for i, m in enumerate(job["messages"]):
+    for i, m in enumerate(job_messages()):
         msg = Message(job["topic"])
         if m.get("tags"):
             msg.set_tags(m["tags"])
