@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "filtered_read",
             "long_poll",
             "queue_locks",
+            "flow",
         ],
     ),
     (

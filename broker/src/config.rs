@@ -89,7 +89,34 @@ pub struct BrokerConfig {
     pub ha_max_gap_bytes: u64,
     /// The master tells consumers that lag far behind to read from slave 1 (default false).
     pub slave_read_enable: bool,
+    /// Flow control on (default); off for benchmarks that compare both.
+    pub flow_control: bool,
+    /// A send that waited longer than this before being processed is answered SYSTEM_BUSY
+    /// (`[TIMEOUT_CLEAN_QUEUE]`, default 200 ms).
+    pub wait_time_ms_in_send_queue: u64,
+    /// A send that finds the commit log's append lock held longer than this is answered
+    /// SYSTEM_BUSY (`[PC_SYNCHRONIZED]`, default 1000 ms).
+    pub os_page_cache_busy_timeout_ms: u64,
+    /// Long polls held at once; beyond it pulls are answered at once (default 100 000).
+    pub max_held_pulls: usize,
+    /// Quotas per topic or consumer group (`[[quota]]` tables at the top level of the file).
+    #[serde(skip)]
+    pub quota: Vec<QuotaConfig>,
     pub store: StoreConfig,
+}
+
+/// One configured quota (`[[quota]]`): `topic` or `group`, and its rates.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub msgs_per_sec: Option<u64>,
+    #[serde(default)]
+    pub bytes_per_sec: Option<u64>,
 }
 
 /// The part a broker plays in its group.
@@ -151,6 +178,11 @@ impl Default for BrokerConfig {
             slave_timeout_ms: 3_000,
             ha_max_gap_bytes: 256 << 20,
             slave_read_enable: false,
+            flow_control: true,
+            wait_time_ms_in_send_queue: 200,
+            os_page_cache_busy_timeout_ms: 1000,
+            max_held_pulls: 100_000,
+            quota: Vec::new(),
             store: StoreConfig::default(),
         }
     }
@@ -175,6 +207,7 @@ impl BrokerConfig {
         struct File {
             broker: Option<toml::Table>,
             store: Option<StoreConfig>,
+            quota: Vec<QuotaConfig>,
         }
         let f: File = toml::from_str(text)?;
         let mut cfg: BrokerConfig = match f.broker {
@@ -184,6 +217,7 @@ impl BrokerConfig {
         if let Some(s) = f.store {
             cfg.store = s;
         }
+        cfg.quota = f.quota;
         Ok(cfg)
     }
 

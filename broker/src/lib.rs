@@ -28,7 +28,7 @@
 //! |---|---|---|
 //! | 0 foundation | [`protocol`], [`wake`], [`failpoint`], [`logging`] | wire format, a thread wake-up signal, crash points, log setup |
 //! | 1 storage, network, plugin host | [`store`], [`meta`], [`net`], [`namesrv`], [`plugin`] | commit log and queues; topic configs and offsets; connections; the NameServer; wasmtime host (no broker knowledge) |
-//! | 2 broker context | [`context`], [`config`], [`clients`], [`subscription`], [`filtered_read`], [`long_poll`], [`queue_locks`] | the shared state (`context::Broker`) and what it holds: config, client groups, subscriptions and their filtered reads, held pulls, queue locks; the state of delays, timers, filter bits and transactions |
+//! | 2 broker context | [`context`], [`config`], [`clients`], [`subscription`], [`filtered_read`], [`long_poll`], [`queue_locks`], [`flow`] | the shared state (`context::Broker`) and what it holds: config, client groups, subscriptions and their filtered reads, held pulls, queue locks; the state of delays, timers, filter bits and transactions |
 //! | 3 processors and services | [`processor`], [`routing`], [`schedule`], [`timer`], [`transaction`], [`filter_bits`], [`registration`], [`ha`], [`replica_meta`] | request handlers and the dispatch table; background services over the context |
 //! | 4 wiring | [`broker`] (and `src/bin/`) | `run`: listeners, services, shutdown |
 //!
@@ -49,6 +49,7 @@
 //! | [`filtered_read`] | reads for a subscription: tag-hash prefilter or batched plugin evaluation, failure policy |
 //! | [`long_poll`] | held pulls woken by the dispatcher |
 //! | [`queue_locks`] | queue locks for orderly consumers |
+//! | [`flow`] | flow control: send back-pressure (SYSTEM_BUSY), quotas per topic and group, held-pull bound |
 //! | [`processor`] | the request-code dispatch table; one file per request family: send, send_back, pull, consumer, query, admin |
 //! | [`routing`] | the send path's router step: verdicts checked, destinations and fan-out planned |
 //! | [`schedule`] | delay levels: `SCHEDULE_TOPIC_XXXX` and the per-level delivery tasks |
@@ -69,6 +70,7 @@ pub mod context;
 pub mod failpoint;
 pub mod filter_bits;
 pub mod filtered_read;
+pub mod flow;
 pub mod ha;
 pub mod logging;
 pub mod long_poll;

@@ -56,6 +56,8 @@ pub enum BrokerError {
     Meta(#[from] MetaError),
     #[error(transparent)]
     Plugin(#[from] crate::plugin::PluginError),
+    #[error(transparent)]
+    Quota(#[from] crate::flow::QuotaError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -87,6 +89,8 @@ pub struct Broker {
     pub transactions: TxnTable,
     /// Slaves and their confirmed offsets (master), or where the master is (slave).
     pub replication: Replication,
+    /// Back-pressure, quotas and their rejection counters.
+    pub flow: crate::flow::FlowControl,
 }
 
 impl Broker {
@@ -131,6 +135,7 @@ impl Broker {
             }
         }
         let replication = Replication::new(&config);
+        let flow = crate::flow::FlowControl::open(&config, &meta_dir)?;
         Ok(Arc::new(Broker {
             config,
             store,
@@ -149,6 +154,7 @@ impl Broker {
             filter_bits,
             transactions,
             replication,
+            flow,
         }))
     }
 

@@ -81,10 +81,11 @@ async fn read_loop(
         let mut got_frame = false;
         while let Some(frame) = codec.decode(&mut buf)? {
             got_frame = true;
-            let cmd = RemotingCommand::decode(frame)?;
+            let mut cmd = RemotingCommand::decode(frame)?;
             if cmd.is_response() {
                 conn.complete(cmd);
             } else {
+                cmd.received_at = Some(std::time::Instant::now());
                 spawn_request(conn.clone(), handler.clone(), cmd);
             }
         }

@@ -91,12 +91,16 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         .map(|m| m as usize)
         .unwrap_or(DEFAULT_MAX_BYTES)
         .min(DEFAULT_MAX_BYTES * 16);
+    // The group's quota may allow fewer messages now (never an error: the client pulls again).
+    let (max_msgs, max_bytes) = b.flow.pull_caps(h.consumer_group, max_msgs, max_bytes);
     let offset = h.queue_offset.max(0) as u64;
     let suspend = h.has_flag(pull_sys_flag::SUSPEND) && h.suspend_timeout_millis > 0;
     let deadline = Instant::now()
         + Duration::from_millis(
             (h.suspend_timeout_millis.max(0) as u64).min(b.config.max_long_poll_ms),
         );
+    let mut held = None;
+    let mut held_refused = false;
     loop {
         // Register interest before reading, so an arrival in between is not lost.
         let notify = suspend.then(|| b.hold.notifier(h.topic, h.queue_id));
@@ -121,7 +125,20 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
             Err(e) => return parse_failed(req, e),
         };
         let (code, next) = status_code(&got, offset);
-        if code != response::PULL_NOT_FOUND || !suspend || Instant::now() >= deadline {
+        if code == response::SUCCESS {
+            let bytes = got.messages.iter().map(|m| m.bytes.len()).sum();
+            b.flow.pulled(h.consumer_group, got.messages.len(), bytes);
+        }
+        // Past `max_held_pulls` a pull is answered at once rather than held.
+        if held.is_none() && code == response::PULL_NOT_FOUND && suspend {
+            held = b.flow.hold_pull();
+            held_refused = held.is_none();
+        }
+        if code != response::PULL_NOT_FOUND
+            || !suspend
+            || held_refused
+            || Instant::now() >= deadline
+        {
             let suggest = suggest_broker(b, &got);
             return respond(req, code, next, suggest, got);
         }

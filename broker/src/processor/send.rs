@@ -122,6 +122,15 @@ async fn store_request(
     let router = b.plugins.router_for(h.topic);
     if h.batch {
         let msgs = decode_batch(&req.body, &base)?;
+        b.flow
+            .admit_send(
+                &b.store,
+                h.topic,
+                msgs.len(),
+                req.body.len(),
+                req.received_at,
+            )
+            .await?;
         let plan = route(b, router.as_ref(), &topic, &msgs)?;
         let result = match &plan {
             Some(p) => b.store.put_dispatched(&p.apply(&msgs), &p.extra).await,
@@ -129,6 +138,9 @@ async fn store_request(
         };
         Ok((result, plan.as_ref().map_or(queue_id, |p| p.queue(0))))
     } else {
+        b.flow
+            .admit_send(&b.store, h.topic, 1, req.body.len(), req.received_at)
+            .await?;
         let plan = route(b, router.as_ref(), &topic, std::slice::from_ref(&base))?;
         let result = put_one(b, conn, h, base, plan.as_ref(), router.as_deref()).await?;
         Ok((result, plan.as_ref().map_or(queue_id, |p| p.queue(0))))

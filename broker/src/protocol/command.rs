@@ -55,6 +55,8 @@ pub struct RemotingCommand {
     pub ext_fields: ExtFields,
     pub body: Bytes,
     pub serialize_type: SerializeType,
+    /// When the frame was decoded (requests read by the server; not on the wire).
+    pub received_at: Option<std::time::Instant>,
 }
 
 impl RemotingCommand {
@@ -70,6 +72,7 @@ impl RemotingCommand {
             ext_fields,
             body: Bytes::new(),
             serialize_type: SerializeType::Json,
+            received_at: None,
         }
     }
 
@@ -85,6 +88,7 @@ impl RemotingCommand {
             ext_fields: ExtFields::new(),
             body: Bytes::new(),
             serialize_type: req.serialize_type,
+            received_at: None,
         }
     }
 
@@ -214,6 +218,7 @@ fn decode_json(header: &[u8]) -> Result<RemotingCommand, CommandError> {
         ext_fields: h.ext_fields,
         body: Bytes::new(),
         serialize_type: SerializeType::Json,
+        received_at: None,
     })
 }
 
@@ -365,6 +370,7 @@ fn decode_binary(header: &[u8]) -> Result<RemotingCommand, CommandError> {
         ext_fields,
         body: Bytes::new(),
         serialize_type: SerializeType::RocketMq,
+        received_at: None,
     })
 }
 

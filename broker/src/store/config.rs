@@ -44,6 +44,9 @@ pub struct StoreConfig {
     pub flush_interval_ms: u64,
     /// Sync mode: a put whose flush takes longer than this answers `FlushDiskTimeout` (default 5 s).
     pub sync_flush_timeout_ms: u64,
+    /// Unflushed commit-log bytes past which sends wait for the flusher (bounded by
+    /// `wait_time_ms_in_send_queue`, then SYSTEM_BUSY). Default 512 MiB.
+    pub max_dirty_bytes: u64,
     /// How often the checkpoint file is rewritten with the flushed offsets (default 1 s).
     pub checkpoint_interval_ms: u64,
     /// Largest message body accepted (default 4 MiB).
@@ -75,6 +78,7 @@ impl Default for StoreConfig {
             flush_mode: FlushMode::Async,
             flush_interval_ms: 500,
             sync_flush_timeout_ms: 5_000,
+            max_dirty_bytes: 512 << 20,
             checkpoint_interval_ms: 1_000,
             max_message_size: 4 * 1024 * 1024,
             max_properties_size: i16::MAX as usize,
