@@ -71,6 +71,24 @@ async fn until_true(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// Transport settings of the broker listener: the per-connection bounds from the config
+/// (`flow_control = false` lifts the in-flight, start-window and queued-bytes bounds, not the
+/// stall timeout).
+fn broker_net_config(c: &BrokerConfig) -> NetConfig {
+    let mut net = NetConfig {
+        max_inflight_per_connection: c.max_inflight_per_connection,
+        max_queued_response_bytes: c.max_queued_response_bytes,
+        write_stall_timeout: Some(Duration::from_millis(c.write_stall_timeout_ms)),
+        ..NetConfig::default()
+    };
+    if !c.flow_control {
+        net.max_inflight_per_connection = usize::MAX;
+        net.start_window = usize::MAX;
+        net.max_queued_response_bytes = usize::MAX;
+    }
+    net
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
     TcpListener::bind(addr)
         .await
@@ -131,7 +149,7 @@ pub async fn run(
     servers.push(tokio::spawn(crate::net::serve(
         broker_listener,
         Arc::new(BrokerHandler(broker.clone())),
-        NetConfig::default(),
+        broker_net_config(&broker.config),
         stop_rx.clone(),
     )));
     let tasks = tokio::spawn(self::tasks(broker.clone(), stop_rx.clone()));

@@ -99,6 +99,23 @@ pub struct BrokerConfig {
     pub os_page_cache_busy_timeout_ms: u64,
     /// Long polls held at once; beyond it pulls are answered at once (default 100 000).
     pub max_held_pulls: usize,
+    /// Most messages one pull returns, whatever the client asks (default 1024; clients ask 32
+    /// unless told otherwise; RocketMQ's `maxTransferCountOnMessageInMemory` is 32).
+    pub pull_max_msgs: usize,
+    /// Most bytes of records one pull returns, whatever the client asks (default 4 MiB; a pull
+    /// that does not say gets 256 KiB, RocketMQ's `maxTransferBytesOnMessageInMemory`). The
+    /// first message is returned whatever its size, so no message is ever too big to consume.
+    pub pull_max_bytes: usize,
+    /// Requests of one connection handled at once, held long polls included; more wait in the
+    /// socket (TCP back-pressure). Default 4096: a client process holds one pull per queue it
+    /// consumes on this broker over one connection, so the bound sits well above that.
+    pub max_inflight_per_connection: usize,
+    /// Bytes of responses queued for one peer and not yet written; past it responses wait for
+    /// the peer to read (default 64 MiB).
+    pub max_queued_response_bytes: usize,
+    /// A peer that accepts no byte of its pending responses for this long is disconnected
+    /// (default 10 s).
+    pub write_stall_timeout_ms: u64,
     /// Quotas per topic or consumer group (`[[quota]]` tables at the top level of the file).
     #[serde(skip)]
     pub quota: Vec<QuotaConfig>,
@@ -182,6 +199,11 @@ impl Default for BrokerConfig {
             wait_time_ms_in_send_queue: 200,
             os_page_cache_busy_timeout_ms: 1000,
             max_held_pulls: 100_000,
+            pull_max_msgs: 1024,
+            pull_max_bytes: 4 << 20,
+            max_inflight_per_connection: 4096,
+            max_queued_response_bytes: 64 << 20,
+            write_stall_timeout_ms: 10_000,
             quota: Vec::new(),
             store: StoreConfig::default(),
         }
@@ -293,6 +315,31 @@ impl BrokerConfig {
                 )));
             }
         }
+        if self.max_inflight_per_connection == 0
+            || self.max_queued_response_bytes < 64 * 1024
+            || self.write_stall_timeout_ms < 100
+        {
+            return Err(ConfigError::Invalid(
+                "max_inflight_per_connection must be >= 1, max_queued_response_bytes >= 65536 and write_stall_timeout_ms >= 100".into(),
+            ));
+        }
+        if self.wait_time_ms_in_send_queue == 0 || self.os_page_cache_busy_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "wait_time_ms_in_send_queue and os_page_cache_busy_timeout_ms must be positive (0 would refuse every send)".into(),
+            ));
+        }
+        if !(1..=PULL_MAX_MSGS_LIMIT).contains(&self.pull_max_msgs) {
+            return Err(ConfigError::Invalid(format!(
+                "pull_max_msgs must be within 1..={PULL_MAX_MSGS_LIMIT} (pull_max_msgs = {})",
+                self.pull_max_msgs
+            )));
+        }
+        if !(1..=PULL_MAX_BYTES_LIMIT).contains(&self.pull_max_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "pull_max_bytes must be within 1..={PULL_MAX_BYTES_LIMIT}: a pull reply must fit a client's 16 MiB frame (pull_max_bytes = {})",
+                self.pull_max_bytes
+            )));
+        }
         if self.advertised().ip().is_unspecified() {
             return Err(ConfigError::Invalid(
                 "listening on an unspecified address needs advertised_addr (clients dial it)"
@@ -302,6 +349,12 @@ impl BrokerConfig {
         Ok(())
     }
 }
+
+/// Largest `pull_max_msgs` accepted.
+pub const PULL_MAX_MSGS_LIMIT: usize = 65_536;
+/// Largest `pull_max_bytes` accepted: a reply (header, and one record that may exceed the cap)
+/// must stay below the 16 MiB frame RocketMQ clients accept.
+pub const PULL_MAX_BYTES_LIMIT: usize = 15 << 20;
 
 /// The configured delay of each level (level 1 is index 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,6 +408,32 @@ mod tests {
         assert_eq!(c.listen, BrokerConfig::default().listen);
         assert!(BrokerConfig::parse("[broker]\nnope = 1").is_err());
         assert!(BrokerConfig::parse("[nope]").is_err());
+    }
+
+    #[test]
+    fn flow_control_keys_are_checked() {
+        let c = BrokerConfig::parse(
+            "[broker]\npull_max_msgs = 32\npull_max_bytes = 262144\nwait_time_ms_in_send_queue = 10\n[store]\nmax_dirty_bytes = 1048576",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.pull_max_msgs, c.pull_max_bytes), (32, 262_144));
+        assert_eq!(c.wait_time_ms_in_send_queue, 10);
+        assert_eq!(c.store.max_dirty_bytes, 1 << 20);
+        for bad in [
+            "pull_max_msgs = 0",
+            "pull_max_msgs = 65537",
+            "pull_max_bytes = 0",
+            "pull_max_bytes = 16777216",
+            "wait_time_ms_in_send_queue = 0",
+            "os_page_cache_busy_timeout_ms = 0",
+        ] {
+            let c = BrokerConfig::parse(&format!("[broker]\n{bad}")).unwrap();
+            assert!(c.validate().is_err(), "{bad} accepted");
+        }
+        assert!(BrokerConfig::parse("[broker]\npull_max_msgs = -1").is_err());
+        let c = BrokerConfig::parse("[store]\nmax_dirty_bytes = 0").unwrap();
+        assert!(c.validate().is_err());
     }
 
     #[test]

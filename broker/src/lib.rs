@@ -36,7 +36,7 @@
 //! |---|---|
 //! | [`protocol`] | remoting frames, commands, codes, typed headers, body encodings |
 //! | [`wake`] | a coalescing wake-up signal between threads |
-//! | [`failpoint`] | crash points for durability tests (`WASMQ_FAILPOINT`) |
+//! | [`failpoint`] | crash points for durability tests, and injected faults (`WASMQ_FAILPOINT`) |
 //! | [`store`] | commit log, consume queues, index, flush, checkpoint, recovery, retention |
 //! | [`meta`] | topic configs and consumer offsets on disk |
 //! | [`net`] | accept loop, connections (concurrent requests, coalesced writes), outbound client |

@@ -118,6 +118,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Txn { cmd } => crate::txn::run(&mut c, cmd).await,
         Cmd::Route { cmd } => crate::route::run(&mut c, cmd).await,
         Cmd::Cluster(a) => crate::cluster::run(&mut c, a).await,
+        Cmd::Quota { cmd } => crate::quota::run(&mut c, cmd).await,
         Cmd::Bench { cmd } => crate::bench::run(&cli.namesrv, cmd).await,
     }
 }

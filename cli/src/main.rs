@@ -1,6 +1,6 @@
 //! `wasmq`: the command-line tool for a wasmq (or RocketMQ-protocol) cluster: topics, send,
-//! consume, queries, consumer offsets, replication status and load generation. Every command
-//! takes `--namesrv`.
+//! consume, queries, consumer offsets, replication status, quotas and load generation. Every
+//! command takes `--namesrv`.
 
 mod args;
 mod bench;
@@ -10,6 +10,7 @@ mod commands;
 mod consume;
 mod message;
 mod plugin;
+mod quota;
 mod route;
 mod rpc;
 /// The plugin SDK this binary carries (written into new crates).
@@ -66,6 +67,12 @@ pub enum Cmd {
     /// Broker groups: each broker's id, role, addresses and commit-log offset; per slave the
     /// offset it holds, its lag in bytes and time, and whether it is in sync.
     Cluster(cluster::ClusterArgs),
+    /// Quotas per topic (sends) and consumer group (pulls), msgs/s and bytes/s: set, list
+    /// (with current rates and rejections), remove.
+    Quota {
+        #[command(subcommand)]
+        cmd: quota::QuotaCmd,
+    },
     /// Load generators printing msgs/s, MB/s and latency percentiles.
     Bench {
         #[command(subcommand)]

@@ -1467,3 +1467,229 @@ fn cluster_shows_a_lone_master() {
     assert_eq!(s["slaves"], serde_json::json!([]));
     assert!(s["master"].is_null(), "{out}");
 }
+
+/// `(kind, name, msgs/s, bytes/s, source)` of every quota `quota list --json` shows.
+fn quota_rows(b: &Broker) -> Vec<(String, String, String, String, String)> {
+    let out = ok(b, &["quota", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["broker"], b.broker.to_string(), "{out}");
+    v["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            let s = |k: &str| q[k].to_string();
+            (
+                s("kind"),
+                s("name"),
+                s("msgsPerSec"),
+                s("bytesPerSec"),
+                s("source"),
+            )
+        })
+        .collect()
+}
+
+/// `wasmq quota set|list|remove`: quotas on a topic and a group, a configured one that a
+/// runtime one overrides and that `remove` brings back, and bad input (negative, zero, absurd
+/// or non-numeric rates, no rate, both or neither of topic and group, unknown topic or group,
+/// removing what is not set or only configured): each a clear error that changes nothing.
+#[test]
+fn quota_set_list_remove_and_bad_input_changing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("quota.toml");
+    std::fs::write(
+        &cfg,
+        "[broker]\n\n[[quota]]\ntopic = \"CfgTopic\"\nmsgs_per_sec = 50\n",
+    )
+    .unwrap();
+    let b = start_with(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    for t in ["QTopic", "CfgTopic"] {
+        ok(&b, &["topic", "create", "--topic", t, "--queues", "2"]);
+    }
+    // QGroup becomes known by the offsets its consumer commits.
+    assert!(ok(&b, &["send", "--topic", "QTopic", "--body", "x"]).starts_with("SEND_OK"));
+    let (done, out) = consume(&b, "QTopic", "QGroup", 1, 10_000);
+    assert!(done, "{out}");
+
+    let out = ok(
+        &b,
+        &["quota", "set", "--topic", "QTopic", "--msgs-per-sec", "100"],
+    );
+    assert_eq!(
+        out.trim(),
+        format!("{}: quota on topic QTopic: 100 msgs/s", b.broker)
+    );
+    let out = ok(
+        &b,
+        &[
+            "quota",
+            "set",
+            "--group",
+            "QGroup",
+            "--msgs-per-sec",
+            "20",
+            "--bytes-per-sec",
+            "1048576",
+        ],
+    );
+    assert!(
+        out.contains("quota on group QGroup: 20 msgs/s, 1048576 bytes/s"),
+        "{out}"
+    );
+    let before = quota_rows(&b);
+    let q = |s: &str| format!("\"{s}\"");
+    assert_eq!(
+        before,
+        [
+            (
+                q("topic"),
+                q("CfgTopic"),
+                "50".into(),
+                "null".into(),
+                q("config")
+            ),
+            (
+                q("topic"),
+                q("QTopic"),
+                "100".into(),
+                "null".into(),
+                q("runtime")
+            ),
+            (
+                q("group"),
+                q("QGroup"),
+                "20".into(),
+                "1048576".into(),
+                q("runtime")
+            ),
+        ]
+    );
+
+    let addr = b.broker.to_string();
+    let bad: &[(&[&str], &str)] = &[
+        (
+            &["--topic", "QTopic", "--msgs-per-sec", "-5"],
+            "must be more than 0, got -5",
+        ),
+        (
+            &["--topic", "QTopic", "--msgs-per-sec", "0"],
+            "must be more than 0, got 0",
+        ),
+        (
+            &["--topic", "QTopic", "--bytes-per-sec", "-1"],
+            "must be more than 0",
+        ),
+        (
+            &["--topic", "QTopic", "--msgs-per-sec", "5000000000"],
+            "at most 1000000000",
+        ),
+        (
+            &["--group", "QGroup", "--bytes-per-sec", "99999999999999"],
+            "at most 1000000000000",
+        ),
+        (
+            &["--topic", "QTopic", "--msgs-per-sec", "fast"],
+            "whole number",
+        ),
+        (
+            &["--topic", "QTopic"],
+            "give --msgs-per-sec, --bytes-per-sec or both",
+        ),
+        (
+            &[
+                "--topic",
+                "QTopic",
+                "--group",
+                "QGroup",
+                "--msgs-per-sec",
+                "5",
+            ],
+            "cannot be used with",
+        ),
+        (&["--msgs-per-sec", "5"], "required"),
+        (
+            &["--topic", "NoSuchTopic", "--msgs-per-sec", "5"],
+            "NoSuchTopic",
+        ),
+        (
+            &[
+                "--topic",
+                "NoSuchTopic",
+                "--msgs-per-sec",
+                "5",
+                "--broker",
+                &addr,
+            ],
+            "topic NoSuchTopic does not exist on this broker",
+        ),
+        (
+            &["--group", "NoSuchGroup", "--msgs-per-sec", "5"],
+            "consumer group NoSuchGroup is unknown on this broker",
+        ),
+    ];
+    for (args, says) in bad {
+        let o = wasmq(&b, &[&["quota", "set"], *args].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    for (args, says) in [
+        (
+            &["--topic", "CfgTopic"][..],
+            "set by [[quota]] in the broker's config file",
+        ),
+        (
+            &["--topic", "NoQuota"][..],
+            "no quota is set on topic NoQuota",
+        ),
+        (&[][..], "required"),
+    ] {
+        let o = wasmq(&b, &[&["quota", "remove"], args].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(quota_rows(&b), before, "bad input changed the quotas");
+
+    // The table: one row per quota with its rates, source, current rates and rejections.
+    let out = ok(&b, &["quota", "list"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("broker {}: 3 quotas", b.broker), "{out}");
+    let row = |name: &str| {
+        lines
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.get(1) == Some(&name))
+            .unwrap_or_else(|| panic!("no row of {name} in:\n{out}"))
+    };
+    assert_eq!(
+        row("QTopic"),
+        ["topic", "QTopic", "100", "-", "runtime", "0", "0", "0"]
+    );
+    assert_eq!(row("CfgTopic")[4], "config", "{out}");
+    assert_eq!(
+        row("QGroup")[..4],
+        ["group", "QGroup", "20", "1048576"],
+        "{out}"
+    );
+    assert!(out.contains("no rejections"), "{out}");
+
+    // A runtime quota overrides the configured one; removing it brings the configured one
+    // back.
+    ok(
+        &b,
+        &["quota", "set", "--topic", "CfgTopic", "--msgs-per-sec", "7"],
+    );
+    let out = ok(&b, &["quota", "list"]);
+    assert!(out.contains("runtime*"), "{out}");
+    let out = ok(&b, &["quota", "remove", "--topic", "CfgTopic"]);
+    assert!(
+        out.contains("the configured one applies again: 50 msgs/s"),
+        "{out}"
+    );
+    let out = ok(&b, &["quota", "remove", "--topic", "QTopic"]);
+    assert!(out.contains("removed the quota on topic QTopic"), "{out}");
+    ok(&b, &["quota", "remove", "--group", "QGroup"]);
+    assert_eq!(quota_rows(&b), before[..1]);
+}

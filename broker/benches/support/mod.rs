@@ -3,13 +3,13 @@
 //!
 //! - env knobs: [`smoke`] (`WASMQ_BENCH_SMOKE`), [`secs`] (`WASMQ_BENCH_SECS`), [`max_count`]
 //!   (`WASMQ_BENCH_COUNT`), and [`env_or`] / [`knob`] / [`flag`] for the others;
-//! - loopback ports ([`free`], [`free_port`]) and request builders ([`ext`], [`SendReq`],
-//!   [`PullReq`]), shared with the broker tests (`tests/broker_support/wire.rs`);
+//! - loopback ports ([`free`], [`free_port`], [`free_pair`]) and request builders ([`ext`],
+//!   [`SendReq`], [`PullReq`]), shared with the broker tests (`tests/broker_support/wire.rs`);
 //! - latency figures: [`micros`], [`pct`], [`median`];
 //! - [`BenchBroker`]: a broker in process on a free port, its store in a temp dir, and the
 //!   runtime the bench's clients share with it;
 //! - admin requests: [`admin`], [`create_topic`], [`plugin_list`], and stored counts:
-//!   [`max_offset`], [`max_offsets`], [`stored`], [`settle`];
+//!   [`max_offset`], [`max_offsets`], [`stored`], [`settle`]; replication state: [`ha_status`];
 //! - [`sync_disks`] between cases.
 
 // Each bench uses a part of this module.
@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -91,6 +92,28 @@ pub fn free() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
+/// Two loopback addresses on consecutive ports that nothing listens on right now: a master's
+/// broker port and its HA port (a slave given only `ha_master_addr` takes its master's broker
+/// port to be the HA port - 1, as the default HA port is the broker port + 1).
+pub fn free_pair() -> (SocketAddr, SocketAddr) {
+    for _ in 0..100 {
+        let Ok(a) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = a.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        if port == u16::MAX {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
+            return (at(port), at(port + 1));
+        }
+    }
+    panic!("no two free consecutive loopback ports in 100 tries");
+}
+
 // ---- latency figures
 
 /// A duration in whole microseconds (saturating), as latencies are collected.
@@ -153,6 +176,7 @@ pub struct BenchBroker {
     stop: tokio::sync::watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
     failed: Arc<OnceLock<String>>,
+    store_dir: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -179,6 +203,7 @@ impl BenchBroker {
         cfg.store.flush_mode = flush;
         tweak(&mut cfg);
         let addr = cfg.listen;
+        let store_dir = cfg.store.dir.clone();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let failed = Arc::new(OnceLock::new());
         let server = rt.spawn({
@@ -195,8 +220,14 @@ impl BenchBroker {
             stop,
             server: Some(server),
             failed,
+            store_dir,
             dir,
         }
+    }
+
+    /// The broker's store directory (`store.dir` as started).
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
     }
 
     /// Runs `f` on the broker's runtime.
@@ -349,4 +380,19 @@ pub async fn settle(c: &RemotingClient, topic: &str, queues: usize, want: u64) {
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// HA_STATUS: the broker's replication state (JSON: `role`, `maxOffset`, `slaves` with
+/// `brokerId`, `ackedOffset`, `lagBytes`, `inSync`; on a slave `master` with `connected`,
+/// `masterMaxOffset`, `lagBytes`, `error`).
+pub async fn ha_status(c: &RemotingClient) -> serde_json::Value {
+    let r = c
+        .invoke(
+            RemotingCommand::new_request(request::HA_STATUS, ext(&[])),
+            RPC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, response::SUCCESS, "HA_STATUS: {:?}", r.remark);
+    serde_json::from_slice(&r.body).unwrap()
 }

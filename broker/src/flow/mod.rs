@@ -8,8 +8,10 @@
 //! | [`quota`] | token buckets per topic and consumer group (msgs/s, bytes/s), persisted, set at runtime |
 //! | [`counters`] | rejections by reason, topic and group, for `wasmq quota list` and metrics |
 //!
-//! Pull-side bounds (caps per pull, held long polls) are [`FlowControl::pull_caps`] and
-//! [`FlowControl::hold_pull`]. Per-connection bounds live in `crate::net` (`NetConfig`).
+//! Pull-side bounds: the caps per pull (`pull_max_msgs`, `pull_max_bytes`, applied in
+//! `processor::pull`), a group's quota ([`FlowControl::pull_caps`]) and the bound on held long
+//! polls ([`FlowControl::hold_pull`]; a held pull keeps its request, parsed subscription and a
+//! waiter on its queue's notifier, no message data). Per-connection bounds live in `crate::net` (`NetConfig`).
 
 pub mod busy;
 pub mod counters;
@@ -34,6 +36,8 @@ pub struct FlowControl {
     pub limits: busy::Limits,
     pub quotas: Quotas,
     pub rejections: Rejections,
+    /// Sends being processed now (reported in `[TIMEOUT_CLEAN_QUEUE]` remarks).
+    pub sends: busy::InProgress,
     max_held_pulls: usize,
     held: Arc<AtomicUsize>,
 }
@@ -46,6 +50,7 @@ impl FlowControl {
             limits: busy::Limits::from_config(config),
             quotas: Quotas::open(dir, &config.quota)?,
             rejections: Rejections::default(),
+            sends: busy::InProgress::default(),
             max_held_pulls: config.max_held_pulls,
             held: Arc::new(AtomicUsize::new(0)),
         })
@@ -64,7 +69,7 @@ impl FlowControl {
         if !self.enabled {
             return Ok(());
         }
-        if let Err((reason, r)) = busy::admit(&self.limits, store, received).await {
+        if let Err((reason, r)) = busy::admit(&self.limits, store, received, &self.sends).await {
             self.rejections.count(reason, Some(topic), None);
             return Err(r);
         }
@@ -73,6 +78,12 @@ impl FlowControl {
             return Err(r);
         }
         Ok(())
+    }
+
+    /// A send request is being processed until the guard is dropped (`None` when flow control
+    /// is off).
+    pub fn send_started(&self) -> Option<busy::InProgressGuard<'_>> {
+        self.enabled.then(|| self.sends.enter())
     }
 
     /// The most a pull by `group` may return now (its quota), within what it asked.

@@ -20,6 +20,23 @@ pub struct NetConfig {
     pub write_coalesce_bytes: usize,
     /// Bodies at least this large are written from their own buffer instead of being copied. Default 16 KiB.
     pub write_copy_threshold: usize,
+    /// Requests of one connection being handled at once (held long polls included; responses from the
+    /// peer are not requests). Past it the connection's reader stops taking requests, so more wait in the
+    /// socket and TCP pushes back on the peer. A slot is freed when the response is queued for writing
+    /// (for a oneway request, when its handler returns). Default 4096; at least 1.
+    pub max_inflight_per_connection: usize,
+    /// Requests of one connection started (their task spawned) whose handler has not yet waited on
+    /// anything nor finished. Bounds how many fresh tasks a flooding connection queues ahead of other
+    /// connections' in the scheduler; a held long poll leaves it at its first wait. Default 64.
+    pub start_window: usize,
+    /// Bytes queued for writing to one peer (responses and requests to it, header estimate + body).
+    /// Past it, whoever queues more waits for the writer; one command larger than the whole bound is
+    /// still sent, alone. Default 64 MiB.
+    pub max_queued_response_bytes: usize,
+    /// Close a connection whose peer accepts no byte for this long while something waits to be
+    /// written to it (a peer that reads slowly is never closed by this). `None` disables it (outbound
+    /// clients: a server pushing back is not a fault). Default 10 s.
+    pub write_stall_timeout: Option<Duration>,
 }
 
 impl Default for NetConfig {
@@ -31,15 +48,21 @@ impl Default for NetConfig {
             write_queue: 4096,
             write_coalesce_bytes: 256 * 1024,
             write_copy_threshold: 16 * 1024,
+            max_inflight_per_connection: 4096,
+            start_window: 64,
+            max_queued_response_bytes: 64 << 20,
+            write_stall_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
 
 impl NetConfig {
-    /// Defaults for an outbound client connection: no idle timeout.
+    /// Defaults for an outbound client connection: no idle timeout, and a server that stops reading
+    /// our requests (it pushes back) does not close the connection; requests time out on their own.
     pub fn client() -> Self {
         Self {
             idle_timeout: None,
+            write_stall_timeout: None,
             ..Self::default()
         }
     }

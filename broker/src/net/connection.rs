@@ -1,6 +1,11 @@
 //! One remoting connection, server-side or client-side: the [`Connection`] handle the application holds
 //! (send a request and await its response, send oneway or a response, close). The loops that run it are in
 //! [`super::driver`].
+//!
+//! Everything queued for writing holds room under [`NetConfig::max_queued_response_bytes`] (an estimate
+//! of its encoded size) until the writer has written it: a peer that does not read makes whoever queues
+//! more wait, instead of growing memory, and once it accepts nothing for
+//! [`NetConfig::write_stall_timeout`] the writer closes the connection.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +15,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::time::Instant;
 
 use super::config::NetConfig;
@@ -19,16 +24,34 @@ use crate::protocol::{RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A command queued for the writer, with the room it holds under the queued-bytes bound.
+pub(crate) struct Outbound {
+    pub(super) cmd: RemotingCommand,
+    pub(super) room: u32,
+}
+
+/// Estimated encoded size of `cmd`: length words, a JSON header of typical shape, remark, ext fields
+/// and body. Cheap (no encoding); used only for the queued-bytes bound.
+fn estimated_size(cmd: &RemotingCommand) -> usize {
+    8 + 128
+        + cmd.remark.as_ref().map_or(0, String::len)
+        + cmd.ext_fields.len() * 48
+        + cmd.body.len()
+}
+
 /// Handle to a live (or closed) connection. Cheap to clone via `Arc`; safe to keep after the connection
 /// closed (sends then fail with [`NetError::ConnectionClosed`]).
 pub struct Connection {
     pub(super) id: u64,
     pub(super) peer_addr: SocketAddr,
     local_addr: SocketAddr,
-    tx: mpsc::Sender<RemotingCommand>,
+    tx: mpsc::Sender<Outbound>,
     pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     next_opaque: AtomicI32,
     pub(super) closed: watch::Sender<bool>,
+    /// Free room under the queued-bytes bound (`room_cap` in all); the writer gives it back.
+    pub(super) room: Semaphore,
+    room_cap: u32,
 }
 
 impl std::fmt::Debug for Connection {
@@ -83,22 +106,63 @@ impl Connection {
         if !self.closed.send_replace(true) {
             // Dropping the senders wakes every waiter in `request` with ConnectionClosed.
             self.pending.lock().clear();
+            // Whoever waits for room to queue a command fails with ConnectionClosed.
+            self.room.close();
         }
+    }
+
+    /// Estimated bytes queued for writing to the peer and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        (self.room_cap as usize).saturating_sub(self.room.available_permits())
+    }
+
+    /// The peer took nothing for `stalled`: logs it (with the bytes waiting for it) and closes.
+    pub(super) fn peer_not_reading(&self, stalled: Duration) -> NetError {
+        let queued = self.queued_bytes();
+        if !self.is_closed() {
+            tracing::warn!(conn = self.id, peer = %self.peer_addr, queued_bytes = queued,
+                stalled_ms = stalled.as_millis() as u64, "peer is not reading its responses, closing");
+        }
+        self.close();
+        NetError::PeerNotReading { queued, stalled }
+    }
+
+    /// Takes room for `cmd` under the queued-bytes bound, waiting while the peer has not taken what is
+    /// queued already. A peer that takes nothing at all is closed by the writer (`write_stall_timeout`),
+    /// which fails this wait; one that reads slowly only makes it longer (never a false close).
+    async fn take_room(&self, cmd: &RemotingCommand) -> Result<u32, NetError> {
+        // One command larger than the whole bound takes all of it and goes alone.
+        let n = estimated_size(cmd).min(self.room_cap as usize) as u32;
+        // The semaphore is closed only by `close`.
+        self.room
+            .acquire_many(n)
+            .await
+            .map_err(|_| NetError::ConnectionClosed)?
+            .forget();
+        Ok(n)
+    }
+
+    /// Queues `cmd` with the room it holds; gives the room back if the writer is gone.
+    async fn enqueue(&self, cmd: RemotingCommand, room: u32) -> Result<(), NetError> {
+        self.tx.send(Outbound { cmd, room }).await.map_err(|_| {
+            self.room.add_permits(room as usize);
+            NetError::ConnectionClosed
+        })
     }
 
     fn next_opaque(&self) -> i32 {
         self.next_opaque.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Queues a command (usually a response) for writing, waiting while the outbound queue is full.
+    /// Queues a command (usually a response) for writing, waiting while the outbound queue is full or
+    /// holds `max_queued_response_bytes` already. Fails with `ConnectionClosed` when the connection
+    /// closes meanwhile (e.g. the peer took nothing for `write_stall_timeout`).
     pub async fn send(&self, cmd: RemotingCommand) -> Result<(), NetError> {
         if self.is_closed() {
             return Err(NetError::ConnectionClosed);
         }
-        self.tx
-            .send(cmd)
-            .await
-            .map_err(|_| NetError::ConnectionClosed)
+        let room = self.take_room(&cmd).await?;
+        self.enqueue(cmd, room).await
     }
 
     /// Sends a oneway request (flag bit1 set, own opaque) without waiting: fails with `QueueFull` rather
@@ -109,9 +173,18 @@ impl Connection {
         }
         cmd.flag = (cmd.flag | FLAG_ONEWAY) & !FLAG_RESPONSE;
         cmd.opaque = self.next_opaque();
-        self.tx.try_send(cmd).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => NetError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => NetError::ConnectionClosed,
+        let n = estimated_size(&cmd).min(self.room_cap as usize) as u32;
+        match self.room.try_acquire_many(n) {
+            Ok(p) => p.forget(),
+            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(NetError::QueueFull),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(NetError::ConnectionClosed),
+        }
+        self.tx.try_send(Outbound { cmd, room: n }).map_err(|e| {
+            self.room.add_permits(n as usize);
+            match e {
+                mpsc::error::TrySendError::Full(_) => NetError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => NetError::ConnectionClosed,
+            }
         })
     }
 
@@ -131,10 +204,12 @@ impl Connection {
         self.pending.lock().insert(opaque, tx);
         let _guard = PendingGuard { conn: self, opaque };
         let deadline = Instant::now() + timeout;
-        tokio::time::timeout_at(deadline, self.tx.send(cmd))
-            .await
-            .map_err(|_| NetError::Timeout(timeout))?
-            .map_err(|_| NetError::ConnectionClosed)?;
+        tokio::time::timeout_at(deadline, async {
+            let room = self.take_room(&cmd).await?;
+            self.enqueue(cmd, room).await
+        })
+        .await
+        .map_err(|_| NetError::Timeout(timeout))??;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(_)) => Err(NetError::ConnectionClosed),
@@ -163,9 +238,13 @@ impl Connection {
 pub(crate) fn new_connection(
     stream: &TcpStream,
     config: &NetConfig,
-) -> Result<(Arc<Connection>, mpsc::Receiver<RemotingCommand>), NetError> {
+) -> Result<(Arc<Connection>, mpsc::Receiver<Outbound>), NetError> {
     stream.set_nodelay(true)?;
     let (tx, rx) = mpsc::channel(config.write_queue.max(1));
+    // At least one byte (a zero bound would queue nothing); at most what one acquisition can take.
+    let room_cap = config
+        .max_queued_response_bytes
+        .clamp(1, (u32::MAX as usize).min(Semaphore::MAX_PERMITS)) as u32;
     let conn = Arc::new(Connection {
         id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
         peer_addr: stream.peer_addr()?,
@@ -174,6 +253,8 @@ pub(crate) fn new_connection(
         pending: Mutex::new(HashMap::new()),
         next_opaque: AtomicI32::new(1),
         closed: watch::channel(false).0,
+        room: Semaphore::new(room_cap as usize),
+        room_cap,
     });
     Ok((conn, rx))
 }

@@ -22,4 +22,7 @@ pub enum NetError {
     QueueFull,
     #[error("connection idle for {0:?}")]
     IdleTimeout(Duration),
+    /// The peer accepted nothing we wrote (or left no room under the queued-bytes bound) for `stalled`.
+    #[error("peer not reading: {queued} bytes queued for it, no progress for {stalled:?}")]
+    PeerNotReading { queued: usize, stalled: Duration },
 }

@@ -15,6 +15,9 @@ use crate::protocol::{response, ExtFields, FrameCodec, RemotingCommand};
 const SLOW: i32 = 9001;
 const FAST: i32 = 9002;
 const CALLBACK: i32 = 9003;
+const BIG: i32 = 9004;
+/// Keeps its worker thread busy for `us` microseconds without yielding (CPU-bound work).
+const SPIN: i32 = 9005;
 const PING_CLIENT: i32 = 9050;
 const T: Duration = Duration::from_secs(5);
 
@@ -22,19 +25,44 @@ const T: Duration = Duration::from_secs(5);
 struct TestHandler {
     oneways: AtomicUsize,
     disconnects: AtomicUsize,
+    /// Requests handled (entered `handle`).
+    handled: AtomicUsize,
+    /// SLOW requests running now, and the most ever at once.
+    active: AtomicUsize,
+    peak: AtomicUsize,
+    /// The most bytes ever queued for a peer, seen when a request arrived.
+    peak_queued: AtomicUsize,
 }
 
 impl RequestHandler for TestHandler {
     fn handle(&self, conn: Arc<Connection>, req: RemotingCommand) -> HandlerFuture<'_> {
         Box::pin(async move {
+            self.handled.fetch_add(1, Ordering::SeqCst);
+            self.peak_queued
+                .fetch_max(conn.queued_bytes(), Ordering::SeqCst);
             if req.is_oneway() {
                 self.oneways.fetch_add(1, Ordering::SeqCst);
             }
             let remark = match req.code {
                 SLOW => {
+                    let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+                    self.peak.fetch_max(now, Ordering::SeqCst);
                     let ms = req.ext_fields.get_i64("ms").ok().flatten().unwrap_or(300);
                     tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+                    self.active.fetch_sub(1, Ordering::SeqCst);
                     "slow".to_string()
+                }
+                SPIN => {
+                    let us = req.ext_fields.get_i64("us").ok().flatten().unwrap_or(200);
+                    std::thread::sleep(Duration::from_micros(us as u64));
+                    "spun".to_string()
+                }
+                BIG => {
+                    let kib = req.ext_fields.get_i64("kib").ok().flatten().unwrap_or(64);
+                    return Some(
+                        RemotingCommand::response_to(&req, response::SUCCESS, None)
+                            .with_body(vec![b'x'; kib as usize * 1024]),
+                    );
                 }
                 FAST => "fast".to_string(),
                 CALLBACK => {
@@ -64,6 +92,22 @@ struct ClientHandler;
 impl RequestHandler for ClientHandler {
     fn handle(&self, _conn: Arc<Connection>, req: RemotingCommand) -> HandlerFuture<'_> {
         Box::pin(async move {
+            Some(RemotingCommand::response_to(
+                &req,
+                response::SUCCESS,
+                Some("pong".into()),
+            ))
+        })
+    }
+}
+
+/// Answers "pong" after 100 ms, so requests sent meanwhile are ahead of the answer on the wire.
+struct LateClientHandler;
+
+impl RequestHandler for LateClientHandler {
+    fn handle(&self, _conn: Arc<Connection>, req: RemotingCommand) -> HandlerFuture<'_> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
             Some(RemotingCommand::response_to(
                 &req,
                 response::SUCCESS,
@@ -314,4 +358,315 @@ async fn throughput() {
     let n = conns * per_task;
     let secs = started.elapsed().as_secs_f64();
     println!("{n} requests in {secs:.2}s = {:.0} req/s", n as f64 / secs);
+}
+
+// ------------------------------------------------------------ per-connection bounds
+
+/// Encodes requests with opaques `first..` into one buffer.
+fn encode_all(reqs: impl IntoIterator<Item = RemotingCommand>, first: i32) -> BytesMut {
+    let mut buf = BytesMut::new();
+    for (i, mut r) in reqs.into_iter().enumerate() {
+        r.opaque = first + i as i32;
+        r.encode(&mut buf).unwrap();
+    }
+    buf
+}
+
+fn slow(ms: u64) -> RemotingCommand {
+    let mut r = req(SLOW);
+    r.ext_fields.insert("ms", &ms.to_string());
+    r
+}
+
+fn big(kib: usize) -> RemotingCommand {
+    let mut r = req(BIG);
+    r.ext_fields.insert("kib", &kib.to_string());
+    r
+}
+
+/// Reads frames until `n` have arrived (bounded by `T` per read).
+async fn read_frames(s: &mut TcpStream, n: usize) -> Vec<RemotingCommand> {
+    let codec = FrameCodec::default();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        while let Some(f) = codec.decode(&mut buf).unwrap() {
+            out.push(RemotingCommand::decode(f).unwrap());
+        }
+        if out.len() >= n {
+            break;
+        }
+        let got = tokio::time::timeout(T, s.read_buf(&mut buf))
+            .await
+            .expect("read timed out")
+            .unwrap();
+        assert!(got > 0, "closed after {} of {n} frames", out.len());
+    }
+    out
+}
+
+async fn wait_until(what: &str, limit: Duration, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn inflight_bound_caps_requests_handled_at_once() {
+    let config = NetConfig {
+        max_inflight_per_connection: 4,
+        ..NetConfig::default()
+    };
+    let (addr, h, _stop) = start(config).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    s.write_all(&encode_all((0..40).map(|_| slow(50)), 1))
+        .await
+        .unwrap();
+    let mut got: Vec<i32> = read_frames(&mut s, 40)
+        .await
+        .iter()
+        .map(|r| {
+            assert_eq!(r.remark.as_deref(), Some("slow"));
+            r.opaque
+        })
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (1..=40).collect::<Vec<_>>());
+    assert_eq!(h.peak.load(Ordering::SeqCst), 4, "4 slots, 40 requests");
+    // 40 requests of 50 ms, 4 at a time.
+    assert!(started.elapsed() >= Duration::from_millis(480));
+
+    // Another connection has slots of its own.
+    let mut other = TcpStream::connect(addr).await.unwrap();
+    other
+        .write_all(&encode_all((0..8).map(|_| slow(300)), 1))
+        .await
+        .unwrap();
+    let client = RemotingClient::connect(addr).await.unwrap();
+    wait_until("4 slow requests running", T, || {
+        h.active.load(Ordering::SeqCst) == 4
+    })
+    .await;
+    let fast = tokio::time::Instant::now();
+    client.invoke(req(FAST), T).await.unwrap();
+    assert!(fast.elapsed() < Duration::from_millis(250));
+    assert_eq!(read_frames(&mut other, 8).await.len(), 8);
+}
+
+#[tokio::test]
+async fn responses_from_the_peer_pass_while_every_slot_is_taken() {
+    let config = NetConfig {
+        max_inflight_per_connection: 2,
+        ..NetConfig::default()
+    };
+    let (addr, _h, _stop) = start(config).await;
+    let client =
+        RemotingClient::connect_with(addr, NetConfig::client(), Some(Arc::new(LateClientHandler)))
+            .await
+            .unwrap();
+    // Two CALLBACKs take both slots and wait for the client's answers, which arrive (100 ms later)
+    // behind the FAST requests waiting for a slot: the reader must read past those to get them.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..7 {
+        let conn = client.connection().clone();
+        set.spawn(async move {
+            let code = if i < 2 { CALLBACK } else { FAST };
+            conn.request(req(code), Duration::from_secs(3)).await
+        });
+        if i < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let started = tokio::time::Instant::now();
+    let mut remarks = Vec::new();
+    while let Some(r) = set.join_next().await {
+        remarks.push(r.unwrap().unwrap().remark.unwrap_or_default());
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        remarks.iter().filter(|r| *r == "client said pong").count(),
+        2
+    );
+    assert_eq!(remarks.iter().filter(|r| *r == "fast").count(), 5);
+}
+
+#[tokio::test]
+async fn oneway_flood_is_bounded_by_the_same_slots() {
+    let config = NetConfig {
+        max_inflight_per_connection: 4,
+        ..NetConfig::default()
+    };
+    let (addr, h, _stop) = start(config).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let flood = (0..200).map(|_| {
+        let mut r = slow(5);
+        r.mark_oneway();
+        r
+    });
+    let mut buf = encode_all(flood, 1);
+    let mut last = req(FAST);
+    last.opaque = 1000;
+    last.encode(&mut buf).unwrap();
+    s.write_all(&buf).await.unwrap();
+    // Only the normal request is answered, after the oneways ahead of it got a slot.
+    let r = read_frames(&mut s, 1).await.remove(0);
+    assert_eq!((r.opaque, r.remark.as_deref()), (1000, Some("fast")));
+    wait_until("every oneway handled", T, || {
+        h.oneways.load(Ordering::SeqCst) == 200
+    })
+    .await;
+    assert_eq!(h.peak.load(Ordering::SeqCst), 4);
+    let mut b = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), s.read(&mut b))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn queued_bytes_bound_makes_responses_wait_for_a_slow_reader() {
+    let config = NetConfig {
+        max_queued_response_bytes: 256 * 1024,
+        write_stall_timeout: Some(Duration::from_secs(2)),
+        ..NetConfig::default()
+    };
+    let (addr, h, _stop) = start(config).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // 128 responses of 64 KiB (8 MiB) and one of 1 MiB, larger than the whole bound: it goes alone.
+    let mut reqs: Vec<RemotingCommand> = (0..128).map(|_| big(64)).collect();
+    reqs.push(big(1024));
+    s.write_all(&encode_all(reqs, 1)).await.unwrap();
+    // Read slowly: 64 KiB every 5 ms (about 12 MiB/s), slower than the server produces.
+    let codec = FrameCodec::default();
+    let mut buf = BytesMut::new();
+    let mut bodies = Vec::new();
+    let deadline = tokio::time::Instant::now() + T;
+    while bodies.len() < 129 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of 129",
+            bodies.len()
+        );
+        let mut chunk = vec![0u8; 64 * 1024];
+        let n = tokio::time::timeout(T, s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(f) = codec.decode(&mut buf).unwrap() {
+            bodies.push(RemotingCommand::decode(f).unwrap().body.len());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(bodies.iter().filter(|&&b| b == 64 * 1024).count(), 128);
+    assert_eq!(bodies.iter().filter(|&&b| b == 1024 * 1024).count(), 1);
+    assert_eq!(
+        h.disconnects.load(Ordering::SeqCst),
+        0,
+        "a slow reader is not closed"
+    );
+    // Never more than the bound queued (one 1 MiB response alone may take all of it).
+    assert!(h.peak_queued.load(Ordering::SeqCst) <= 256 * 1024);
+}
+
+#[tokio::test]
+async fn peer_that_never_reads_is_closed_and_stops_being_read() {
+    let config = NetConfig {
+        max_inflight_per_connection: 8,
+        max_queued_response_bytes: 1 << 20,
+        write_stall_timeout: Some(Duration::from_millis(300)),
+        ..NetConfig::default()
+    };
+    let (addr, h, _stop) = start(config).await;
+    let client = RemotingClient::connect(addr).await.unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // 400 responses of 64 KiB (25 MiB): more than socket buffers, the bound and the slots hold.
+    let flood = encode_all((0..400).map(|_| big(64)), 1);
+    let started = tokio::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        // The server stops reading at some point; the write may fail once it closes.
+        let r = s.write_all(&flood).await;
+        (s, r)
+    });
+    wait_until("the non-reading peer closed", T, || {
+        h.disconnects.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let closed_after = started.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(300),
+        "{closed_after:?}"
+    );
+    let handled = h.handled.load(Ordering::SeqCst);
+    assert!(
+        handled < 400,
+        "the server kept reading: {handled} requests handled"
+    );
+    assert!(h.peak_queued.load(Ordering::SeqCst) <= 1 << 20);
+    let (mut s, _) = tokio::time::timeout(T, writer).await.unwrap().unwrap();
+    // What it reads now ends in EOF or a reset.
+    let mut sink = vec![0u8; 1 << 20];
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "not closed");
+        match tokio::time::timeout(T, s.read(&mut sink)).await.unwrap() {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    // The other connection is fine.
+    assert!(client.invoke(req(FAST), T).await.is_ok());
+}
+
+/// The worst latency of 20 sequential FAST requests on one connection while another connection
+/// floods CPU-bound requests (4,000 of 300 µs, 1.2 s of work).
+async fn latency_beside_a_cpu_flood(start_window: usize) -> Duration {
+    let config = NetConfig {
+        start_window,
+        ..NetConfig::default()
+    };
+    let (addr, h, _stop) = start(config).await;
+    let client = RemotingClient::connect(addr).await.unwrap();
+    let mut flooder = TcpStream::connect(addr).await.unwrap();
+    let flood = encode_all(
+        (0..4000).map(|_| {
+            let mut r = req(SPIN);
+            r.ext_fields.insert("us", "300");
+            r
+        }),
+        1,
+    );
+    flooder.write_all(&flood).await.unwrap();
+    wait_until("the flood is being handled", T, || {
+        h.handled.load(Ordering::SeqCst) > 20
+    })
+    .await;
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let started = tokio::time::Instant::now();
+        client.invoke(req(FAST), T).await.unwrap();
+        worst = worst.max(started.elapsed());
+    }
+    assert!(
+        h.handled.load(Ordering::SeqCst) < 4000 + 20,
+        "the flood was over before the FAST requests were"
+    );
+    worst
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_window_keeps_a_flood_from_queueing_ahead_of_others() {
+    // At most 8 fresh tasks of 300 µs ahead, on 2 workers, plus the runtime polling sockets every 61
+    // tasks: tens of ms (35-45 ms measured). Without the window (start_window 100 000, all 4,096
+    // in-flight slots) ~490 ms, and the flood is over before the 20 requests are.
+    let worst = latency_beside_a_cpu_flood(8).await;
+    assert!(worst < Duration::from_millis(200), "worst {worst:?}");
 }

@@ -9,6 +9,7 @@ pub mod end_transaction;
 pub mod plugin_admin;
 pub mod pull;
 pub mod query;
+pub mod quota_admin;
 pub mod replica_meta;
 pub mod send;
 pub mod send_back;
@@ -66,6 +67,8 @@ fn writes_on_master_only(code: i32) -> bool {
             | request::PLUGIN_UNLOAD
             | request::PLUGIN_BIND
             | request::PLUGIN_UNBIND
+            | request::QUOTA_SET
+            | request::QUOTA_REMOVE
     )
 }
 
@@ -90,6 +93,9 @@ impl RequestHandler for BrokerHandler {
                 request::PULL_MESSAGE => pull::pull(b, &req).await,
                 request::END_TRANSACTION => end_transaction::end_transaction(b, &req).await?,
                 request::TXN_LIST | request::TXN_RESOLVE => txn_admin::handle(b, &req).await,
+                request::QUOTA_SET | request::QUOTA_LIST | request::QUOTA_REMOVE => {
+                    quota_admin::handle(b, &req)
+                }
                 request::CONSUMER_SEND_MSG_BACK => send_back::send_back(b, &conn, &req).await,
                 request::HEART_BEAT => consumer::heartbeat(b, &conn, &req),
                 request::UNREGISTER_CLIENT => consumer::unregister(b, &req),

@@ -16,7 +16,8 @@ use crate::subscription::{Subscription, SubscriptionError};
 
 use super::{bad_header, reply};
 
-/// Largest reply body (RocketMQ caps a pull at 256 KiB unless the client asks for less).
+/// Reply body of a pull that does not say how many bytes it wants (RocketMQ's
+/// `maxTransferBytesOnMessageInMemory`), within `pull_max_bytes`.
 const DEFAULT_MAX_BYTES: usize = 256 * 1024;
 
 pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
@@ -84,15 +85,55 @@ pub async fn pull(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
                 .note_local_commit(h.consumer_group, h.topic, h.queue_id);
         }
     }
-    let max_msgs = h.max_msg_nums.clamp(1, 1024) as usize;
+    // Caps per pull (`pull_max_msgs`, `pull_max_bytes`), whatever the client asks.
+    let max_msgs = (h.max_msg_nums.max(1) as usize).min(b.config.pull_max_msgs);
     let max_bytes = h
         .max_msg_bytes
         .filter(|&m| m > 0)
         .map(|m| m as usize)
         .unwrap_or(DEFAULT_MAX_BYTES)
-        .min(DEFAULT_MAX_BYTES * 16);
-    // The group's quota may allow fewer messages now (never an error: the client pulls again).
-    let (max_msgs, max_bytes) = b.flow.pull_caps(h.consumer_group, max_msgs, max_bytes);
+        .min(b.config.pull_max_bytes);
+    // The group's quota may allow fewer messages now, or none: a long poll then waits for the
+    // group's tokens, up to half its hold (the rest is for data, so the client's timeout is
+    // kept); past that (at once for a pull not held) the pull finds nothing at its own offset
+    // and the client pulls again. Never an error that makes a client skip data.
+    let (max_msgs, max_bytes) = {
+        let asked = (max_msgs, max_bytes);
+        let held_for = if h.has_flag(pull_sys_flag::SUSPEND) {
+            (h.suspend_timeout_millis.max(0) as u64).min(b.config.max_long_poll_ms)
+        } else {
+            0
+        };
+        let until = Instant::now() + Duration::from_millis(held_for / 2);
+        let mut counted = false;
+        loop {
+            let caps = b.flow.pull_caps(h.consumer_group, max_msgs, max_bytes);
+            if caps != asked && !counted {
+                counted = true;
+                let (t, g) = (Some(h.topic), Some(h.consumer_group));
+                b.flow
+                    .rejections
+                    .count(crate::flow::Reason::GroupQuota, t, g);
+            }
+            if caps.0 > 0 && caps.1 > 0 {
+                break caps;
+            }
+            let ready = Instant::now() + b.flow.quotas.group_ready_in(h.consumer_group);
+            tokio::time::sleep_until(ready.min(until).into()).await;
+            if ready > until {
+                let remark = format!("[GROUP_QUOTA]group {} over its quota", h.consumer_group);
+                let mut resp = reply(req, response::PULL_NOT_FOUND, remark);
+                PullMessageResponseHeader {
+                    suggest_which_broker_id: 0,
+                    next_begin_offset: h.queue_offset.max(0),
+                    min_offset: b.store.min_offset(h.topic, h.queue_id) as i64,
+                    max_offset: b.store.max_offset(h.topic, h.queue_id) as i64,
+                }
+                .write_to(&mut resp.ext_fields);
+                return resp;
+            }
+        }
+    };
     let offset = h.queue_offset.max(0) as u64;
     let suspend = h.has_flag(pull_sys_flag::SUSPEND) && h.suspend_timeout_millis > 0;
     let deadline = Instant::now()

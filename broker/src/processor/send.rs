@@ -31,6 +31,8 @@ fn refuse(code: i32, remark: impl Into<String>) -> Refusal {
 /// The send path, step by step: decode the header, check the topic, pick the queue, then
 /// route, park (delay, timer, transaction) or put, and reply with the stored offsets.
 pub async fn send(b: &Broker, conn: &Arc<Connection>, req: &RemotingCommand) -> RemotingCommand {
+    // Counted while it is processed: the "size of queue" flow control reports.
+    let _in_progress = b.flow.send_started();
     let h = match SendMessageHeader::parse_for_code(req.code, &req.ext_fields) {
         Ok(h) => h,
         Err(e) => return bad_header(req, e),

@@ -90,6 +90,17 @@ pub mod request {
     /// only where it is larger than its own (never lowers). Response body: JSON `{"moved": n}`.
     /// A slave refuses it (SERVICE_NOT_AVAILABLE).
     pub const HA_MERGE_OFFSETS: i32 = WASMQ_ADMIN_BASE + 14;
+    /// Sets (replaces) the runtime quota of a `topic` or a consumer `group` (exactly one):
+    /// `msgsPerSec` and/or `bytesPerSec`, each a whole number in `1..=10^9` / `1..=10^12`;
+    /// `dryRun=true` only checks. Persisted in `config/quotas.json`. A slave refuses it.
+    pub const QUOTA_SET: i32 = WASMQ_ADMIN_BASE + 15;
+    /// The quotas in force with their source, current rates and the flow-control rejection
+    /// counters. Response body: JSON `{"quotas": [...], "rejections": [...]}`.
+    pub const QUOTA_LIST: i32 = WASMQ_ADMIN_BASE + 16;
+    /// Removes the runtime quota of a `topic` or `group` (a configured one of that name applies
+    /// again; one set only by the config file is refused); `dryRun=true` only checks. A slave
+    /// refuses it.
+    pub const QUOTA_REMOVE: i32 = WASMQ_ADMIN_BASE + 17;
     /// End (exclusive) of the wasmq admin range.
     pub const WASMQ_ADMIN_END: i32 = 20000;
 

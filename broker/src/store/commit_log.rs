@@ -6,6 +6,10 @@
 //! for an offset and read published bytes through its mapping without taking that mutex. The
 //! next segment is created (preallocated, zero-filled when configured, prefaulted) on a
 //! background thread, from open on, so rolling does not stall the writer.
+//!
+//! While an append holds that mutex, the log says since when ([`CommitLog::append_busy_for`],
+//! RocketMQ's `beginTimeInLock`): flow control refuses sends to a store stalled in an append
+//! (a page fault on a busy disk, a segment not ready) without touching the lock itself.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use super::error::{IoContext, Result, StoreError};
 use super::mapped_file::{list_files, MappedFile};
@@ -145,6 +150,33 @@ struct Writer {
 /// Scratch capacity kept between appends (a larger one from a big batch is given back).
 const SCRATCH_KEEP: usize = 1 << 20;
 
+/// The writer's lock taken for an append: while it is held, the log's `append_busy_since`
+/// says since when; it is cleared before the lock is released.
+struct AppendGuard<'a> {
+    w: MutexGuard<'a, Writer>,
+    busy_since: &'a AtomicU64,
+}
+
+impl std::ops::Deref for AppendGuard<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        &self.w
+    }
+}
+
+impl std::ops::DerefMut for AppendGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        &mut self.w
+    }
+}
+
+impl Drop for AppendGuard<'_> {
+    fn drop(&mut self) {
+        // Runs before the field `w` is dropped, i.e. before the lock is released.
+        self.busy_since.store(0, Ordering::Release);
+    }
+}
+
 pub struct CommitLog {
     dir: PathBuf,
     segment_size: u64,
@@ -157,6 +189,11 @@ pub struct CommitLog {
     max_offset: AtomicU64,
     /// End of the durable log.
     flushed_offset: AtomicU64,
+    /// Clock of `append_busy_since`.
+    epoch: Instant,
+    /// While an append holds the writer's lock: when it took it (nanoseconds since `epoch`,
+    /// plus 1); 0 when no append holds it.
+    append_busy_since: AtomicU64,
 }
 
 /// Outcome of verifying the log on open.
@@ -244,6 +281,8 @@ impl CommitLog {
             }),
             max_offset: AtomicU64::new(end),
             flushed_offset: AtomicU64::new(end),
+            epoch: Instant::now(),
+            append_busy_since: AtomicU64::new(0),
         };
         // The segment the next roll (or the first append) takes, prepared from now on.
         log.prepare_next(&mut log.writer.lock(), next_base);
@@ -270,6 +309,44 @@ impl CommitLog {
 
     pub fn flushed_offset(&self) -> u64 {
         self.flushed_offset.load(Ordering::Acquire)
+    }
+
+    /// Bytes appended and not yet flushed.
+    pub fn dirty_bytes(&self) -> u64 {
+        // Flushed first: the end only grows, so the difference never goes below the truth.
+        let flushed = self.flushed_offset();
+        self.max_offset().saturating_sub(flushed)
+    }
+
+    /// How long the append in progress has held the writer's lock; `None` when no append
+    /// holds it. Two atomic loads and a clock read: never takes the lock.
+    pub fn append_busy_for(&self) -> Option<Duration> {
+        match self.append_busy_since.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_nanos(since - 1)),
+            ),
+        }
+    }
+
+    /// Holds the writer's lock as an append does, until the returned guard is dropped (tests
+    /// of a stalled store).
+    #[cfg(test)]
+    pub(crate) fn hold_append_lock(&self) -> impl Sized + '_ {
+        self.lock_for_append()
+    }
+
+    /// The writer's lock, for an append (see [`append_busy_for`](Self::append_busy_for)).
+    fn lock_for_append(&self) -> AppendGuard<'_> {
+        let w = self.writer.lock();
+        let since = self.epoch.elapsed().as_nanos().min(u64::MAX as u128 - 1) as u64 + 1;
+        self.append_busy_since.store(since, Ordering::Release);
+        AppendGuard {
+            w,
+            busy_since: &self.append_busy_since,
+        }
     }
 
     /// Restores the per-queue offset counters (from the consume queues, after recovery).
@@ -336,7 +413,7 @@ impl CommitLog {
             }
         }
         let now = now_ms();
-        let mut w = self.writer.lock();
+        let mut w = self.lock_for_append();
         let store_ts = now.max(w.last_store_ts);
         w.last_store_ts = store_ts;
         let mut offsets = Vec::new();

@@ -149,6 +149,12 @@ impl StoreConfig {
         if self.flush_interval_ms == 0 || self.checkpoint_interval_ms == 0 {
             return err("flush_interval_ms and checkpoint_interval_ms must be positive".into());
         }
+        if self.max_dirty_bytes == 0 {
+            return err(
+                "max_dirty_bytes must be positive (for sends acknowledged only once flushed, use flush_mode = \"sync\")"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -187,5 +193,8 @@ mod tests {
         let mut c = StoreConfig::for_tests("/tmp/x");
         c.max_message_size = 2 << 20;
         assert!(c.validate().is_err(), "does not fit a 1 MiB test segment");
+        let mut c = StoreConfig::for_tests("/tmp/x");
+        c.max_dirty_bytes = 0;
+        assert!(c.validate().is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! Flushing the commit log. `sync` mode: a flusher thread wakes on work (never on a tick),
 //! flushes everything appended so far with one `fdatasync`, and releases every put waiting at
 //! or below that offset: concurrent puts share one flush (group commit). `async` mode: the
-//! same thread flushes every `flush_interval_ms`.
+//! same thread flushes every `flush_interval_ms`, or at once when woken
+//! ([`Flusher::flush_now`]: a send that finds too many unflushed bytes).
 //!
 //! A flush error is not retried (after a failed fsync the kernel may have dropped the dirty
 //! pages): the store turns read-only and every waiter learns its data is not known durable.
@@ -119,6 +120,16 @@ impl Flusher {
         }
     }
 
+    /// Wakes the flusher for a flush now (async mode flushes every interval otherwise). A
+    /// flush in progress is followed by another at once.
+    pub fn flush_now(&self) {
+        let mut w = self.wake.lock();
+        if !w.pending {
+            w.pending = true;
+            self.cv.notify_one();
+        }
+    }
+
     pub fn shutdown(&self) {
         self.wake.lock().shutdown = true;
         self.cv.notify_all();
@@ -178,7 +189,8 @@ impl Flusher {
                             .fetch_add(gather.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     }
                     FlushMode::Async => {
-                        if !w.shutdown {
+                        // Woken early by `flush_now` (also one that came during the last flush).
+                        if !w.shutdown && !w.pending {
                             self.cv.wait_for(&mut w, self.interval);
                         }
                     }

@@ -420,6 +420,43 @@ impl MessageStore {
         self.inner.log.wait_prepared();
     }
 
+    /// How long the append in progress has held the commit log's append lock (`None`: no
+    /// append holds it). Cheap: never takes the lock.
+    pub fn append_busy_for(&self) -> Option<Duration> {
+        self.inner.log.append_busy_for()
+    }
+
+    /// Holds the commit log's append lock until the returned guard is dropped (tests of a
+    /// stalled store).
+    #[cfg(test)]
+    pub(crate) fn hold_append_lock(&self) -> impl Sized + '_ {
+        self.inner.log.hold_append_lock()
+    }
+
+    /// Commit log bytes appended and not yet flushed.
+    pub fn dirty_bytes(&self) -> u64 {
+        self.inner.log.dirty_bytes()
+    }
+
+    /// Wakes the flusher for a flush now (in async mode it flushes every interval otherwise).
+    pub fn flush_now(&self) {
+        self.inner.flusher.flush_now();
+    }
+
+    /// Waits, at most `timeout`, until no more than `max` bytes of the commit log are
+    /// unflushed, waking the flusher first; returns the unflushed bytes then. A failed flush
+    /// ends the wait at once.
+    pub async fn wait_dirty_at_most(&self, max: u64, timeout: Duration) -> u64 {
+        let dirty = self.dirty_bytes();
+        if dirty <= max {
+            return dirty;
+        }
+        let target = self.inner.log.max_offset().saturating_sub(max);
+        self.inner.flusher.flush_now();
+        let _ = self.inner.flusher.wait(target, timeout).await;
+        self.dirty_bytes()
+    }
+
     /// Flush counters (how many appends each `fdatasync` carried, on average).
     pub fn flush_stats(&self) -> super::flush::FlushStats {
         self.inner.flusher.stats()

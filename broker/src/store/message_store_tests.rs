@@ -510,6 +510,8 @@ fn segment_bytes(store: &MessageStore) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap())
+        // A segment being prepared in the background is `<name>.tmp` until it is complete.
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
         .map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             (name, std::fs::read(e.path()).unwrap())

@@ -88,7 +88,7 @@ impl CommitLog {
     /// They must be whole records (or a segment's filler) within one segment; a new segment
     /// starts at exactly the master's boundary. Queue-offset counters follow the records.
     pub fn append_replica(&self, offset: u64, data: &[u8]) -> Result<(), ReplicaAppendError> {
-        let mut w = self.writer.lock();
+        let mut w = self.lock_for_append();
         let end = match &w.active {
             Some(s) => s.base() + s.wrote(),
             None => {

@@ -4,7 +4,7 @@
 //   produce: {"role":"produce","namesrv":"127.0.0.1:9876","topic":"T","group":"PG",
 //             "messages":[{"tags":"A","keys":"k1","props":{"a":"1"},"body":"text"|"bodySize":N,
 //                          "shardingKey":"s","delayLevel":2}]}
-//     -> {"event":"sent","i":0,"status":"SEND_OK","msgId":..,"queueId":..,"queueOffset":..}
+//     -> {"event":"sent","i":0,"status":"SEND_OK","msgId":..,"brokerName":..,"queueId":..,"queueOffset":..}
 //     "generate":{"count":N,"prefix":"p","tags":"T","padMod":M} instead of "messages" sends N
 //     messages with bodies "<prefix>-<i>-" and i % M more 'x's (no padding unless M is set), so
 //     that long runs fit on a command line.
@@ -17,6 +17,9 @@
 //     30 s unless set); "persistMs":N commits consumed offsets every N ms (5 s unless set).
 //   A failed send reports {"event":"error","i":..,"error":<the exception's message>,"code":<the
 //   broker's response code, when the broker refused it>}.
+//   "retryBusyMs":N: a send ali-ons gives up with SYSTEM_BUSY (code 2; ali-ons does not retry
+//   it) reports {"event":"busy","i":..,"error":..} and is sent again after N ms, as an
+//   application does (at most 50 times).
 // Every run has a hard timeout and exits by itself.
 const crypto = require('crypto');
 const { Producer, Consumer, Message } = require('ali-ons');
@@ -62,12 +65,20 @@ async function produce() {
     for (const [k, v] of Object.entries(m.props || {})) msg.properties[k] = String(v);
     if (m.shardingKey) msg.shardingKey = m.shardingKey;
     if (m.delayLevel) msg.delayTimeLevel = m.delayLevel;
-    try {
-      const start = Date.now();
-      const r = await producer.send(msg);
-      out({ event: 'sent', i, start, at: Date.now(), status: r.sendStatus, msgId: r.msgId, queueId: r.messageQueue.queueId, queueOffset: Number(r.queueOffset) });
-    } catch (e) {
-      out({ event: 'error', i, error: String(e.message || e), code: e.code });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const start = Date.now();
+        const r = await producer.send(msg);
+        out({ event: 'sent', i, start, at: Date.now(), status: r.sendStatus, msgId: r.msgId, brokerName: r.messageQueue.brokerName, queueId: r.messageQueue.queueId, queueOffset: Number(r.queueOffset) });
+      } catch (e) {
+        if (job.retryBusyMs && e.code === 2 && attempt < 50) {
+          out({ event: 'busy', i, error: String(e.message || e) });
+          await new Promise(r => setTimeout(r, job.retryBusyMs));
+          continue;
+        }
+        out({ event: 'error', i, error: String(e.message || e), code: e.code });
+      }
+      break;
     }
     i++;
   }
