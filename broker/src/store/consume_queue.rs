@@ -206,6 +206,14 @@ impl ConsumeQueue {
     /// Writes the entry for `queue_offset` (the dispatcher's only write). Idempotent for an
     /// entry that is already there with the same commit log offset.
     pub fn put(&self, queue_offset: u64, entry: CqEntry) -> Result<CqPut> {
+        self.put_from(queue_offset, entry, false)
+    }
+
+    /// As [`put`](Self::put); with `first_in_log`, the caller knows the log holds no earlier
+    /// record of this queue (it walks the log from its first record: a slave copying a master
+    /// whose first segments are gone, a rebuild after retention), so an empty queue may start
+    /// at `queue_offset`. Otherwise a gap is an error (entries were lost: rebuild).
+    pub fn put_from(&self, queue_offset: u64, entry: CqEntry, first_in_log: bool) -> Result<CqPut> {
         let max = self.max_offset();
         if queue_offset < max {
             return match self.get(queue_offset) {
@@ -221,7 +229,7 @@ impl ConsumeQueue {
                 }),
             };
         }
-        if queue_offset > max && max == 0 && self.files.read().is_empty() {
+        if first_in_log && queue_offset > max && max == 0 && self.files.read().is_empty() {
             // A queue whose first entries are gone from the log (a slave that starts at its
             // master's oldest segment, a rebuild after retention) starts where the log does.
             self.start_at(queue_offset)?;
@@ -434,7 +442,11 @@ mod tests {
     fn a_new_queue_starts_where_the_log_does() {
         let dir = tempfile::tempdir().unwrap();
         let cq = ConsumeQueue::open(dir.path(), "T", 0, 8, 0, u64::MAX).unwrap();
-        assert_eq!(cq.put(13, e(5000)).unwrap(), CqPut::Written);
+        assert!(
+            cq.put(13, e(5000)).is_err(),
+            "a gap unless the log starts there"
+        );
+        assert_eq!(cq.put_from(13, e(5000), true).unwrap(), CqPut::Written);
         assert_eq!(cq.put(14, e(5100)).unwrap(), CqPut::Written);
         assert_eq!((cq.min_offset(), cq.max_offset()), (13, 15));
         assert_eq!(cq.get(12), None);

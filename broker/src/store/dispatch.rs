@@ -73,6 +73,9 @@ pub struct Dispatcher {
     /// Queues whose entries turned out missing (a gap): rebuilt from the log on open.
     lost: Mutex<Vec<(Arc<str>, i32)>>,
     only_durable: bool,
+    /// Dispatch began at the log's first record (an empty or fully dispatched log at open):
+    /// a queue's first record seen is its first in the log, so a new queue may start there.
+    from_log_start: bool,
 }
 
 impl Dispatcher {
@@ -86,8 +89,10 @@ impl Dispatcher {
         from: u64,
         only_durable: bool,
     ) -> Self {
+        let from_log_start = from <= log.min_offset();
         Dispatcher {
             only_durable,
+            from_log_start,
             log,
             queues,
             index,
@@ -195,7 +200,7 @@ impl Dispatcher {
             let result = self
                 .queues
                 .get_or_create(topic, qid)
-                .and_then(|cq| cq.put(offset, entry).map(|_| cq));
+                .and_then(|cq| cq.put_from(offset, entry, self.from_log_start).map(|_| cq));
             match result {
                 Ok(cq) => {
                     let max = cq.max_offset();
@@ -267,9 +272,11 @@ impl Dispatcher {
                             std::iter::once((r.topic(), r.queue_id(), r.queue_offset() as u64));
                         for (topic, qid, offset) in own.chain(multi_dispatch::targets(props)) {
                             if lost.iter().any(|(t, q)| **t == *topic && *q == qid) {
-                                self.queues
-                                    .get_or_create(topic, qid)?
-                                    .put(offset, cq_entry(pos, &r))?;
+                                self.queues.get_or_create(topic, qid)?.put_from(
+                                    offset,
+                                    cq_entry(pos, &r),
+                                    true,
+                                )?;
                                 n += 1;
                             }
                         }
