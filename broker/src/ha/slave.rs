@@ -54,6 +54,7 @@ pub async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             continue;
         };
         let ha = addr.ha_addr.clone();
+        let began = std::time::Instant::now();
         let result = tokio::select! {
             _ = super::stopped(&mut shutdown) => return,
             // The master moved: reconnect to the new address at once.
@@ -61,6 +62,10 @@ pub async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             r = follow(&b, &ha) => r,
         };
         b.replication.link_state(false, None);
+        if began.elapsed() > MASTER_SILENCE {
+            // The link was up for a while: start the back-off over.
+            backoff = new_backoff();
+        }
         let delay = backoff.next().unwrap_or(Duration::from_secs(5));
         let e = match result {
             Ok(()) => continue,

@@ -72,7 +72,9 @@ impl CommitLog {
             return Ok(None);
         };
         let pos = offset - seg.base();
-        let published = seg.wrote();
+        // Bytes a segment published before the log's end moved past them (an append in
+        // progress) are not sent yet: the stream never runs ahead of `max_offset`.
+        let published = seg.wrote().min(end.saturating_sub(seg.base()));
         if pos >= published {
             return Ok(None);
         }
