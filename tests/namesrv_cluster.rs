@@ -47,6 +47,7 @@ fn start_broker(addr: SocketAddr, ns: SocketAddr, name: &str, dir: &std::path::P
             .args(["--listen", &addr.to_string(), "--namesrv-listen", "off"])
             .args(["--namesrv", &ns.to_string()])
             .args(["--broker-name", name, "--segment-size", "4194304"])
+            .args(["--ha-listen", &format!("127.0.0.1:{}", free_port())])
             .arg("--store-dir")
             .arg(dir.join(name))
             .stderr(Stdio::null())

@@ -45,7 +45,12 @@ fn start(dir: &std::path::Path) -> Broker {
 /// A broker with extra flags (e.g. `--config FILE`).
 fn start_with(dir: &std::path::Path, extra: &[&str]) -> Broker {
     let (b, ns) = (free(), free());
-    let child = Command::new(broker_bin())
+    let mut cmd = Command::new(broker_bin());
+    // The HA port (default: broker port + 1, which nobody reserved) gets a free one.
+    if !extra.contains(&"--ha-listen") {
+        cmd.args(["--ha-listen", &free().to_string()]);
+    }
+    let child = cmd
         .args(extra)
         .args([
             "--listen",

@@ -107,6 +107,12 @@ impl BrokerProc {
             cmd.args(["--namesrv-listen", "off"])
                 .args(["--namesrv", &self.namesrv.to_string()]);
         }
+        // A master binds its HA port too (default: broker port + 1, which nobody reserved):
+        // give it a free one of its own unless the test chose.
+        let is_slave = self.extra.iter().any(|a| a == "slave");
+        if !is_slave && !self.extra.iter().any(|a| a == "--ha-listen") {
+            cmd.args(["--ha-listen", &format!("127.0.0.1:{}", free_port())]);
+        }
         let child = cmd
             .arg("--store-dir")
             .arg(&self.store_dir)
