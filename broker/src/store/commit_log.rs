@@ -28,15 +28,17 @@ use super::record::{self, Check, DecodeError, Entry, MessageInput, Placement, BL
 
 /// The next segment, being created on a background thread.
 struct Prepared {
-    handle: JoinHandle<Result<MappedFile>>,
-    /// Set when the segment is needed now: zero-filling stops pacing itself.
+    /// The file, and how far its warming got (its size when whole).
+    handle: JoinHandle<Result<(MappedFile, u64)>>,
+    /// Set when the segment is needed now: zero-filling stops pacing itself and warming
+    /// stops (the rest is warmed beside the appends).
     hurry: Arc<AtomicBool>,
     /// Set when it will not be needed (shutdown): zero-filling stops and the file is dropped.
     cancel: Arc<AtomicBool>,
 }
 
 impl Prepared {
-    fn join(self) -> std::thread::Result<Result<MappedFile>> {
+    fn join(self) -> std::thread::Result<Result<(MappedFile, u64)>> {
         self.hurry.store(true, Ordering::Release);
         self.handle.join()
     }
@@ -559,8 +561,8 @@ impl CommitLog {
             };
             let pace: &dyn Fn(u64) -> std::io::Result<()> = &pace;
             let f = MappedFile::create_filled(&dir, base, size, zero.then_some(pace))?;
-            f.warm();
-            Ok(f)
+            let warmed = f.warm_from(0, &lifted);
+            Ok((f, warmed))
         });
         w.next = Some(Prepared {
             handle,
@@ -584,8 +586,8 @@ impl CommitLog {
         if let Some(p) = w.next.take() {
             let (hurry, cancel) = (p.hurry.clone(), p.cancel.clone());
             // Keep a good one for the next roll; a failed one is created again then.
-            if let Ok(Ok(f)) = p.join() {
-                let handle = std::thread::spawn(move || Ok(f));
+            if let Ok(Ok((f, warmed))) = p.join() {
+                let handle = std::thread::spawn(move || Ok((f, warmed)));
                 w.next = Some(Prepared {
                     handle,
                     hurry,
@@ -628,12 +630,14 @@ impl CommitLog {
         w: &mut Writer,
         base: u64,
     ) -> std::result::Result<Arc<MappedFile>, RollError> {
-        // The segment prepared (and warmed) in the background, or, if that failed or is
-        // missing, one created now: a failure back then (a full disk) may have cleared since.
+        // The segment prepared (and warmed as far as it got) in the background, or, if that
+        // failed or is missing, one created now: a failure back then (a full disk) may have
+        // cleared since. A roll does not wait for warming: a slave's first segment is needed
+        // as soon as the log is opened, and 256 MiB take a few hundred ms to populate.
         let (seg, warmed) = match w.next.take().map(|h| h.join()) {
-            Some(Ok(Ok(f))) if f.base() == base => (Arc::new(f), true),
+            Some(Ok(Ok((f, warmed)))) if f.base() == base => (Arc::new(f), warmed),
             other => {
-                if let Some(Ok(Ok(f))) = other {
+                if let Some(Ok(Ok((f, _)))) = other {
                     // Prepared for another base (a slave's first segment starts where its
                     // master's oldest does): not part of the log.
                     let _ = f.delete();
@@ -649,7 +653,7 @@ impl CommitLog {
                         )
                         .map_err(RollError::Segment)?,
                     ),
-                    false,
+                    0,
                 )
             }
         };
@@ -657,9 +661,9 @@ impl CommitLog {
         w.active = Some(seg.clone());
         // Prepare the one after this off the hot path.
         self.prepare_next(w, seg.end());
-        if !warmed {
+        if warmed < seg.size() {
             let warm = seg.clone();
-            std::thread::spawn(move || warm.warm());
+            std::thread::spawn(move || warm.warm_from(warmed, &AtomicBool::new(false)));
         }
         Ok(seg)
     }

@@ -289,7 +289,30 @@ impl MappedFile {
     /// would then write the whole segment's zeros before a sync-mode put could be acknowledged.
     /// Best effort: kernels without `MADV_POPULATE_READ` just skip it.
     pub fn warm(&self) {
-        let _ = self.map.advise(memmap2::Advice::PopulateRead);
+        self.warm_from(0, &AtomicBool::new(false));
+    }
+
+    /// [`warm`](Self::warm) from byte `from` on, in 16 MiB steps, until `stop` is set.
+    /// Returns where it stopped (the size when done), so a caller that needed the file at
+    /// once can let another thread finish the rest.
+    pub fn warm_from(&self, from: u64, stop: &AtomicBool) -> u64 {
+        const STEP: u64 = 16 << 20;
+        let mut pos = from;
+        while pos < self.size {
+            if stop.load(Ordering::Acquire) {
+                return pos;
+            }
+            let len = STEP.min(self.size - pos);
+            if self
+                .map
+                .advise_range(memmap2::Advice::PopulateRead, pos as usize, len as usize)
+                .is_err()
+            {
+                return self.size;
+            }
+            pos += len;
+        }
+        self.size
     }
 
     /// Last modification time of the file (retention).

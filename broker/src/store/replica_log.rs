@@ -179,13 +179,10 @@ impl CommitLog {
         }
         let seg = w.active.clone().expect("a segment at the offset");
         let pos = offset - seg.base();
-        let result = if self.zero_fill {
-            seg.write_at(pos, data)
-        } else {
-            seg.write_slice(pos, data.len()).copy_from_slice(data);
-            Ok(())
-        };
-        result.map_err(|e| ReplicaAppendError::Write(StoreError::io(seg.path(), e)))?;
+        // Frames are large (up to the master's batch): one `pwrite` costs less than stores
+        // through the mapping, which fault each page of a segment not yet warmed.
+        seg.write_at(pos, data)
+            .map_err(|e| ReplicaAppendError::Write(StoreError::io(seg.path(), e)))?;
         seg.publish(pos + data.len() as u64);
         for (topic, qid, qo, ts) in queues {
             let v = match w.queue_offsets.get_mut(topic) {
