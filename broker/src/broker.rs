@@ -72,7 +72,7 @@ async fn until_true(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Transport settings of the broker listener: the per-connection bounds from the config
-/// (`flow_control = false` lifts the in-flight, start-window and queued-bytes bounds, not the
+/// (`flow_control = false` lifts the in-flight, inline-burst and queued-bytes bounds, not the
 /// stall timeout).
 fn broker_net_config(c: &BrokerConfig) -> NetConfig {
     let mut net = NetConfig {
@@ -83,7 +83,7 @@ fn broker_net_config(c: &BrokerConfig) -> NetConfig {
     };
     if !c.flow_control {
         net.max_inflight_per_connection = usize::MAX;
-        net.start_window = usize::MAX;
+        net.inline_burst = usize::MAX;
         net.max_queued_response_bytes = usize::MAX;
     }
     net

@@ -14,8 +14,6 @@ pub struct NetConfig {
     pub idle_timeout: Option<Duration>,
     /// Connections beyond this many are closed right after accept. Default 10 000.
     pub max_connections: usize,
-    /// Capacity of each connection's outbound queue (responses and broker->client requests). Default 4096.
-    pub write_queue: usize,
     /// Stop gathering queued responses into one write once this many bytes are buffered. Default 256 KiB.
     pub write_coalesce_bytes: usize,
     /// Bodies at least this large are written from their own buffer instead of being copied. Default 16 KiB.
@@ -25,10 +23,10 @@ pub struct NetConfig {
     /// socket and TCP pushes back on the peer. A slot is freed when the response is queued for writing
     /// (for a oneway request, when its handler returns). Default 4096; at least 1.
     pub max_inflight_per_connection: usize,
-    /// Requests of one connection started (their task spawned) whose handler has not yet waited on
-    /// anything nor finished. Bounds how many fresh tasks a flooding connection queues ahead of other
-    /// connections' in the scheduler; a held long poll leaves it at its first wait. Default 64.
-    pub start_window: usize,
+    /// Requests of one connection handled in a row on its reader's task before the reader yields to
+    /// other tasks: a connection flooding the broker with costly requests takes turns with the others.
+    /// Default 64; at least 1.
+    pub inline_burst: usize,
     /// Bytes queued for writing to one peer (responses and requests to it, header estimate + body).
     /// Past it, whoever queues more waits for the writer; one command larger than the whole bound is
     /// still sent, alone. Default 64 MiB.
@@ -45,11 +43,10 @@ impl Default for NetConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             idle_timeout: Some(Duration::from_secs(120)),
             max_connections: 10_000,
-            write_queue: 4096,
             write_coalesce_bytes: 256 * 1024,
             write_copy_threshold: 16 * 1024,
             max_inflight_per_connection: 4096,
-            start_window: 64,
+            inline_burst: 64,
             max_queued_response_bytes: 64 << 20,
             write_stall_timeout: Some(Duration::from_secs(10)),
         }

@@ -2,7 +2,8 @@
 //! (send a request and await its response, send oneway or a response, close). The loops that run it are in
 //! [`super::driver`].
 //!
-//! Everything queued for writing holds room under [`NetConfig::max_queued_response_bytes`] (an estimate
+//! A command is written directly when nothing is queued for the peer ([`super::write_side`]); everything
+//! queued for the writer task holds room under [`NetConfig::max_queued_response_bytes`] (an estimate
 //! of its encoded size) until the writer has written it: a peer that does not read makes whoever queues
 //! more wait, instead of growing memory, and once it accepts nothing for
 //! [`NetConfig::write_stall_timeout`] the writer closes the connection.
@@ -16,6 +17,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use super::write_side::{Direct, WriteSide};
 use tokio::time::Instant;
 
 use super::config::NetConfig;
@@ -24,10 +27,16 @@ use crate::protocol::{RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
-/// A command queued for the writer, with the room it holds under the queued-bytes bound.
+/// What is queued for the writer, with the room it holds under the queued-bytes bound.
 pub(crate) struct Outbound {
-    pub(super) cmd: RemotingCommand,
+    pub(super) what: Out,
     pub(super) room: u32,
+}
+
+pub(crate) enum Out {
+    Cmd(RemotingCommand),
+    /// The rest of frames a direct write could not finish.
+    Bytes(bytes::Bytes),
 }
 
 /// Estimated encoded size of `cmd`: length words, a JSON header of typical shape, remark, ext fields
@@ -45,7 +54,7 @@ pub struct Connection {
     pub(super) id: u64,
     pub(super) peer_addr: SocketAddr,
     local_addr: SocketAddr,
-    tx: mpsc::Sender<Outbound>,
+    write: WriteSide,
     pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     next_opaque: AtomicI32,
     pub(super) closed: watch::Sender<bool>,
@@ -143,11 +152,35 @@ impl Connection {
     }
 
     /// Queues `cmd` with the room it holds; gives the room back if the writer is gone.
-    async fn enqueue(&self, cmd: RemotingCommand, room: u32) -> Result<(), NetError> {
-        self.tx.send(Outbound { cmd, room }).await.map_err(|_| {
+    fn enqueue(&self, cmd: RemotingCommand, room: u32) -> Result<(), NetError> {
+        let what = Out::Cmd(cmd);
+        if self.write.enqueue(Outbound { what, room }) {
+            Ok(())
+        } else {
             self.room.add_permits(room as usize);
-            NetError::ConnectionClosed
-        })
+            Err(NetError::ConnectionClosed)
+        }
+    }
+
+    pub(super) fn write_side(&self) -> &WriteSide {
+        &self.write
+    }
+
+    /// Writes `cmds` directly if nothing is queued, else queues each with room (waiting for it).
+    pub(super) async fn send_all(&self, cmds: Vec<RemotingCommand>) -> Result<(), NetError> {
+        if self.is_closed() {
+            return Err(NetError::ConnectionClosed);
+        }
+        match self.write.write_direct(self, cmds) {
+            Direct::Done => Ok(()),
+            Direct::Queue(cmds) => {
+                for cmd in cmds {
+                    let room = self.take_room(&cmd).await?;
+                    self.enqueue(cmd, room)?;
+                }
+                Ok(())
+            }
+        }
     }
 
     fn next_opaque(&self) -> i32 {
@@ -161,8 +194,7 @@ impl Connection {
         if self.is_closed() {
             return Err(NetError::ConnectionClosed);
         }
-        let room = self.take_room(&cmd).await?;
-        self.enqueue(cmd, room).await
+        self.send_all(vec![cmd]).await
     }
 
     /// Sends a oneway request (flag bit1 set, own opaque) without waiting: fails with `QueueFull` rather
@@ -173,19 +205,19 @@ impl Connection {
         }
         cmd.flag = (cmd.flag | FLAG_ONEWAY) & !FLAG_RESPONSE;
         cmd.opaque = self.next_opaque();
+        let Direct::Queue(mut cmds) = self.write.write_direct(self, vec![cmd]) else {
+            return Ok(());
+        };
+        let Some(cmd) = cmds.pop() else {
+            return Ok(());
+        };
         let n = estimated_size(&cmd).min(self.room_cap as usize) as u32;
         match self.room.try_acquire_many(n) {
             Ok(p) => p.forget(),
             Err(tokio::sync::TryAcquireError::NoPermits) => return Err(NetError::QueueFull),
             Err(tokio::sync::TryAcquireError::Closed) => return Err(NetError::ConnectionClosed),
         }
-        self.tx.try_send(Outbound { cmd, room: n }).map_err(|e| {
-            self.room.add_permits(n as usize);
-            match e {
-                mpsc::error::TrySendError::Full(_) => NetError::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => NetError::ConnectionClosed,
-            }
-        })
+        self.enqueue(cmd, n)
     }
 
     /// Sends a request to the peer and waits for its response (matched by a fresh opaque).
@@ -204,12 +236,9 @@ impl Connection {
         self.pending.lock().insert(opaque, tx);
         let _guard = PendingGuard { conn: self, opaque };
         let deadline = Instant::now() + timeout;
-        tokio::time::timeout_at(deadline, async {
-            let room = self.take_room(&cmd).await?;
-            self.enqueue(cmd, room).await
-        })
-        .await
-        .map_err(|_| NetError::Timeout(timeout))??;
+        tokio::time::timeout_at(deadline, self.send_all(vec![cmd]))
+            .await
+            .map_err(|_| NetError::Timeout(timeout))??;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(_)) => Err(NetError::ConnectionClosed),
@@ -238,9 +267,9 @@ impl Connection {
 pub(crate) fn new_connection(
     stream: &TcpStream,
     config: &NetConfig,
-) -> Result<(Arc<Connection>, mpsc::Receiver<Outbound>), NetError> {
+) -> Result<(Arc<Connection>, mpsc::UnboundedReceiver<Outbound>), NetError> {
     stream.set_nodelay(true)?;
-    let (tx, rx) = mpsc::channel(config.write_queue.max(1));
+    let (write, rx) = WriteSide::new();
     // At least one byte (a zero bound would queue nothing); at most what one acquisition can take.
     let room_cap = config
         .max_queued_response_bytes
@@ -249,7 +278,7 @@ pub(crate) fn new_connection(
         id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
         peer_addr: stream.peer_addr()?,
         local_addr: stream.local_addr()?,
-        tx,
+        write,
         pending: Mutex::new(HashMap::new()),
         next_opaque: AtomicI32::new(1),
         closed: watch::channel(false).0,

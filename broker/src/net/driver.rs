@@ -1,29 +1,29 @@
-//! The driver of a [`Connection`]: a reader loop in the connection's task and one writer task.
+//! The driver of a [`Connection`]: a reader loop in the connection's task and one writer task
+//! ([`super::write_side`]).
 //!
 //! Reader: decodes frames from a growing `BytesMut`; a response completes the matching pending request by
-//! opaque; a request is handed to the [`RequestHandler`] in a task of its own, so a held request (long poll)
-//! never blocks the next one. Each request holds one of the connection's
-//! [`NetConfig::max_inflight_per_connection`] slots until its response is queued (a oneway one until its
-//! handler returns), and one of its [`NetConfig::start_window`] places until its handler first waits on
-//! something or finishes: a connection flooding the broker has at most that many fresh tasks queued
-//! ahead of other connections' requests, while many long polls may be held at once. With no slot or
-//! place free the reader reads ahead at most `READ_AHEAD` bytes, 64 KiB (so responses from the peer behind a
-//! few requests still arrive) and then stops reading: further requests wait in the socket and TCP
-//! pushes back on the peer.
+//! opaque; a request is handled **inline**: the [`RequestHandler`]'s future is polled once on the reader's
+//! task, and one that finishes there (most do: sends under async flush, pulls that find messages,
+//! heartbeats) has its response written directly, the responses of one read gathered into one write.
+//! One that waits (a held long poll, a sync flush, a replication ack) goes on in a task of its own, so it
+//! never blocks the next request. After [`NetConfig::inline_burst`] requests handled in a row the reader
+//! yields, so a connection flooding the broker with costly requests takes turns with the others.
 //!
-//! Writer: fed by a bounded queue; it drains everything queued into one buffer and writes it with one
-//! `write_all`, so N concurrent responses cost about one syscall, not N. Bodies above
-//! [`NetConfig::write_copy_threshold`] are written from their own buffer instead of being copied. What it
-//! has written gives room back under [`NetConfig::max_queued_response_bytes`]; a peer that accepts no byte
-//! for [`NetConfig::write_stall_timeout`] is closed (and logged).
+//! Each request holds one of the connection's [`NetConfig::max_inflight_per_connection`] slots until its
+//! response is written or queued (a oneway one until its handler returns). With no slot free the reader
+//! reads ahead at most `READ_AHEAD` bytes, 64 KiB (so responses from the peer behind a few requests still
+//! arrive) and then stops reading: further requests wait in the socket and TCP pushes back on the peer.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -32,19 +32,22 @@ use super::config::NetConfig;
 use super::connection::{Connection, Outbound};
 use super::error::NetError;
 use super::handler::RequestHandler;
-use crate::protocol::{response, FrameCodec, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
+use super::write_side::write_loop;
+use crate::protocol::{FrameCodec, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
 
 /// Runs a connection until the peer closes it, an error occurs, it idles out, `close()` is called or
 /// `shutdown` turns true. Calls the handler's `on_connect` / `on_disconnect` around it.
 pub(crate) async fn drive(
     conn: Arc<Connection>,
     stream: TcpStream,
-    rx: mpsc::Receiver<Outbound>,
+    rx: mpsc::UnboundedReceiver<Outbound>,
     handler: Arc<dyn RequestHandler>,
     config: NetConfig,
     shutdown: watch::Receiver<bool>,
 ) {
     let (rd, wr) = stream.into_split();
+    let wr = Arc::new(wr);
+    conn.write_side().attach(wr.clone());
     handler.on_connect(&conn);
     let writer = tokio::spawn(write_loop(conn.clone(), wr, rx, config.clone()));
     let result = read_loop(&conn, rd, &handler, &config, shutdown).await;
@@ -92,19 +95,24 @@ async fn read_loop(
     let idle_timeout = config.idle_timeout.unwrap_or(far_future);
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
-    let slots = Slots::new(config);
-    // Requests decoded while no slot (or no place in the start window) was free, in arrival order,
-    // with their frame sizes.
+    // Never closed, so acquiring fails only when no slot is free.
+    let slots = Arc::new(Semaphore::new(
+        config
+            .max_inflight_per_connection
+            .clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    // Requests decoded while no slot was free, in arrival order, with their frame sizes.
     let mut waiting: VecDeque<(RemotingCommand, usize)> = VecDeque::new();
     let mut waiting_bytes = 0usize;
+    let mut inline = Inline::new(conn, handler, config);
     loop {
         while !waiting.is_empty() {
-            let Some(slot) = slots.try_take() else {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
                 break;
             };
             if let Some((req, size)) = waiting.pop_front() {
                 waiting_bytes -= size;
-                spawn_request(conn.clone(), handler.clone(), req, slot);
+                inline.start(req, slot).await;
             }
         }
         let mut got_frame = false;
@@ -125,14 +133,16 @@ async fn read_loop(
             }
             cmd.received_at = Some(std::time::Instant::now());
             if waiting.is_empty() {
-                if let Some(slot) = slots.try_take() {
-                    spawn_request(conn.clone(), handler.clone(), cmd, slot);
+                if let Ok(slot) = slots.clone().try_acquire_owned() {
+                    inline.start(cmd, slot).await;
                     continue;
                 }
             }
             waiting_bytes += size;
             waiting.push_back((cmd, size));
         }
+        // Everything decoded was handled (or waits for a slot): answer what is ready in one write.
+        inline.flush().await;
         if got_frame {
             idle.as_mut().reset(Instant::now() + idle_timeout);
         }
@@ -141,239 +151,136 @@ async fn read_loop(
         if can_read && buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_CHUNK);
         }
-        tokio::select! {
+        let slot = tokio::select! {
             r = rd.read_buf(&mut buf), if can_read => {
                 if r? == 0 {
                     return Ok(());
                 }
+                None
             }
-            slot = slots.take(), if !waiting.is_empty() => {
-                if let Some((req, size)) = waiting.pop_front() {
-                    waiting_bytes -= size;
-                    spawn_request(conn.clone(), handler.clone(), req, slot);
-                }
+            slot = slots.clone().acquire_owned(), if !waiting.is_empty() => {
+                Some(slot.expect("a connection's slot semaphore is never closed"))
             }
             _ = &mut idle => return Err(NetError::IdleTimeout(idle_timeout)),
             _ = until_true(&mut shutdown) => return Ok(()),
             _ = closed.wait_for(|c| *c) => return Ok(()),
+        };
+        if let Some(slot) = slot {
+            if let Some((req, size)) = waiting.pop_front() {
+                waiting_bytes -= size;
+                inline.start(req, slot).await;
+                inline.flush().await;
+            }
         }
     }
 }
 
-/// The per-connection bounds on requests: `inflight` slots (held until the response is queued) and a
-/// small `window` of requests not yet started (held until the handler first waits or finishes), so a
-/// flooding connection puts at most [`NetConfig::start_window`] fresh tasks ahead of other
-/// connections' in the scheduler, while up to `max_inflight_per_connection` may wait (long polls).
-struct Slots {
-    inflight: Arc<Semaphore>,
-    window: Arc<Semaphore>,
+/// Requests handled on the reader's task, and the responses they made, not yet written.
+struct Inline<'a> {
+    conn: &'a Arc<Connection>,
+    handler: &'a Arc<dyn RequestHandler>,
+    config: &'a NetConfig,
+    ready: Vec<RemotingCommand>,
+    ready_bytes: usize,
+    /// The in-flight slots of the requests whose responses are in `ready`.
+    slots: Vec<OwnedSemaphorePermit>,
+    /// Requests handled since the reader last yielded.
+    burst: usize,
 }
 
-struct Slot {
-    inflight: OwnedSemaphorePermit,
-    window: OwnedSemaphorePermit,
-}
-
-impl Slots {
-    fn new(config: &NetConfig) -> Slots {
-        // Never closed, so acquiring fails only when no slot is free.
-        Slots {
-            inflight: Arc::new(Semaphore::new(
-                config
-                    .max_inflight_per_connection
-                    .clamp(1, Semaphore::MAX_PERMITS),
-            )),
-            window: Arc::new(Semaphore::new(
-                config.start_window.clamp(1, Semaphore::MAX_PERMITS),
-            )),
+impl<'a> Inline<'a> {
+    fn new(
+        conn: &'a Arc<Connection>,
+        handler: &'a Arc<dyn RequestHandler>,
+        config: &'a NetConfig,
+    ) -> Self {
+        Inline {
+            conn,
+            handler,
+            config,
+            ready: Vec::new(),
+            ready_bytes: 0,
+            slots: Vec::new(),
+            burst: 0,
         }
     }
 
-    fn try_take(&self) -> Option<Slot> {
-        let inflight = self.inflight.clone().try_acquire_owned().ok()?;
-        let window = self.window.clone().try_acquire_owned().ok()?;
-        Some(Slot { inflight, window })
-    }
-
-    /// Waits for both. Cancel-safe: a permit taken before the future is dropped goes back.
-    async fn take(&self) -> Slot {
-        const NEVER_CLOSED: &str = "a connection's slot semaphores are never closed";
-        let inflight = self
-            .inflight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect(NEVER_CLOSED);
-        let window = self
-            .window
-            .clone()
-            .acquire_owned()
-            .await
-            .expect(NEVER_CLOSED);
-        Slot { inflight, window }
-    }
-}
-
-/// Polls the handler's future; gives the window permit back when its first poll returns (it waits
-/// on something, or it is done).
-struct FirstWait<F> {
-    inner: F,
-    window: Option<OwnedSemaphorePermit>,
-}
-
-impl<F: std::future::Future + Unpin> std::future::Future for FirstWait<F> {
-    type Output = F::Output;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let r = std::pin::Pin::new(&mut self.inner).poll(cx);
-        self.window = None;
-        r
-    }
-}
-
-/// Runs one request in a task of its own. Its place in the start window is given back when the
-/// handler's first poll returns; its in-flight slot once the response is queued (or the handler of a
-/// oneway request returned).
-fn spawn_request(
-    conn: Arc<Connection>,
-    handler: Arc<dyn RequestHandler>,
-    req: RemotingCommand,
-    slot: Slot,
-) {
-    tokio::spawn(async move {
+    /// Polls the handler's future for `req` once here; one that waits goes on in a task of its
+    /// own, which holds `slot` until its response is written or queued.
+    async fn start(&mut self, req: RemotingCommand, slot: OwnedSemaphorePermit) {
+        if self.conn.is_closed() {
+            // Nobody would get the answer (the reader stops at its next turn).
+            return;
+        }
         let oneway = req.is_oneway();
-        let opaque = req.opaque;
-        let serialize_type = req.serialize_type;
-        let resp = FirstWait {
-            inner: handler.handle(conn.clone(), req),
-            window: Some(slot.window),
-        }
-        .await;
-        let inflight = slot.inflight;
-        if !oneway {
-            if let Some(mut resp) = resp {
-                resp.opaque = opaque;
-                resp.flag = (resp.flag | FLAG_RESPONSE) & !FLAG_ONEWAY;
-                resp.serialize_type = serialize_type;
-                let _ = conn.send(resp).await;
-            }
-        }
-        drop(inflight);
-    });
-}
-
-/// Encodes `cmd` into `buf` (or into `chunks` for large bodies). An unencodable response becomes a
-/// SYSTEM_ERROR response so the peer is not left waiting.
-fn encode_into(
-    cmd: RemotingCommand,
-    buf: &mut BytesMut,
-    chunks: &mut Vec<Bytes>,
-    config: &NetConfig,
-) {
-    let mut cmd = cmd;
-    if let Err(e) = cmd.encode_header(buf) {
-        tracing::warn!(code = cmd.code, opaque = cmd.opaque, error = %e, "cannot encode command");
-        if !cmd.is_response() {
-            return;
-        }
-        let mut err = RemotingCommand::response_to(
-            &cmd,
-            response::SYSTEM_ERROR,
-            Some("response could not be encoded".into()),
-        );
-        err.flag = cmd.flag;
-        cmd = err;
-        if cmd.encode_header(buf).is_err() {
-            return;
-        }
-    }
-    if cmd.body.len() >= config.write_copy_threshold {
-        chunks.push(buf.split().freeze());
-        chunks.push(cmd.body);
-    } else {
-        buf.extend_from_slice(&cmd.body);
-    }
-}
-
-/// Writes all of `data`; fails with `PeerNotReading` (closing the connection) when the peer accepts no
-/// byte for `stall`.
-async fn write_all_or_stall(
-    conn: &Connection,
-    wr: &mut OwnedWriteHalf,
-    mut data: &[u8],
-    stall: Option<Duration>,
-) -> Result<(), NetError> {
-    while !data.is_empty() {
-        let n = match stall {
-            Some(stall) => match tokio::time::timeout(stall, wr.write(data)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(conn.peer_not_reading(stall)),
-            },
-            None => wr.write(data).await?,
+        let fix = Fixup {
+            opaque: req.opaque,
+            serialize_type: req.serialize_type,
         };
-        if n == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
-        }
-        data = &data[n..];
-    }
-    Ok(())
-}
-
-async fn write_loop(
-    conn: Arc<Connection>,
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Outbound>,
-    config: NetConfig,
-) {
-    let mut closed = conn.closed.subscribe();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let stall = config.write_stall_timeout;
-    loop {
-        let first = tokio::select! {
-            biased;
-            c = rx.recv() => match c {
-                Some(c) => c,
-                None => break,
-            },
-            _ = closed.wait_for(|c| *c) => break,
-        };
-        // Room this batch holds under the queued-bytes bound, given back once it is written.
-        let mut room = first.room as usize;
-        encode_into(first.cmd, &mut buf, &mut chunks, &config);
-        let mut queued = buf.len();
-        while queued < config.write_coalesce_bytes {
-            match rx.try_recv() {
-                Ok(c) => {
-                    room += c.room as usize;
-                    encode_into(c.cmd, &mut buf, &mut chunks, &config);
-                    queued = buf.len() + chunks.iter().map(Bytes::len).sum::<usize>();
+        let (handler, conn) = (self.handler.clone(), self.conn.clone());
+        let mut fut: Pin<Box<dyn Future<Output = Option<RemotingCommand>> + Send>> =
+            Box::pin(async move { handler.handle(conn, req).await });
+        // A waker that does nothing: a future that waits is polled again by its own task at once,
+        // which registers the task's waker.
+        let first = fut
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()));
+        match first {
+            Poll::Ready(resp) => {
+                if let (false, Some(resp)) = (oneway, resp) {
+                    self.ready_bytes += resp.body.len() + 128;
+                    self.ready.push(fix.apply(resp));
+                    self.slots.push(slot);
                 }
-                Err(_) => break,
+            }
+            Poll::Pending => {
+                let conn = self.conn.clone();
+                tokio::spawn(async move {
+                    let resp = fut.await;
+                    if let (false, Some(resp)) = (oneway, resp) {
+                        let _ = conn.send(fix.apply(resp)).await;
+                    }
+                    drop(slot);
+                });
             }
         }
-        let mut result = Ok(());
-        for chunk in chunks.drain(..) {
-            result = write_all_or_stall(&conn, &mut wr, &chunk, stall).await;
-            if result.is_err() {
-                break;
-            }
+        self.burst += 1;
+        if self.ready_bytes >= self.config.write_coalesce_bytes {
+            self.flush().await;
         }
-        if result.is_ok() && !buf.is_empty() {
-            result = write_all_or_stall(&conn, &mut wr, &buf, stall).await;
-        }
-        conn.room.add_permits(room);
-        buf.clear();
-        if buf.capacity() > 4 * 1024 * 1024 {
-            buf = BytesMut::with_capacity(64 * 1024);
-        }
-        if let Err(e) = result {
-            tracing::debug!(conn = conn.id, error = %e, "write failed");
-            conn.close();
-            break;
+        if self.burst >= self.config.inline_burst {
+            self.flush().await;
+            self.burst = 0;
+            tokio::task::yield_now().await;
         }
     }
-    let _ = wr.shutdown().await;
+
+    /// Writes the responses made so far (directly, or queued behind what is queued already).
+    async fn flush(&mut self) {
+        if self.ready.is_empty() {
+            return;
+        }
+        self.ready_bytes = 0;
+        let ready = std::mem::take(&mut self.ready);
+        // A failure closes the connection; the reader sees that next.
+        let _ = self.conn.send_all(ready).await;
+        self.slots.clear();
+    }
+}
+
+/// What the transport sets on every response: the request's opaque and serialize type, the
+/// RESPONSE flag.
+#[derive(Clone, Copy)]
+struct Fixup {
+    opaque: i32,
+    serialize_type: crate::protocol::SerializeType,
+}
+
+impl Fixup {
+    fn apply(self, mut resp: RemotingCommand) -> RemotingCommand {
+        resp.opaque = self.opaque;
+        resp.flag = (resp.flag | FLAG_RESPONSE) & !FLAG_ONEWAY;
+        resp.serialize_type = self.serialize_type;
+        resp
+    }
 }

@@ -9,6 +9,7 @@ pub mod driver;
 pub mod error;
 pub mod handler;
 pub mod server;
+mod write_side;
 
 pub use client::RemotingClient;
 pub use config::NetConfig;

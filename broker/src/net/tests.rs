@@ -32,6 +32,8 @@ struct TestHandler {
     peak: AtomicUsize,
     /// The most bytes ever queued for a peer, seen when a request arrived.
     peak_queued: AtomicUsize,
+    /// The tasks FAST requests ran on.
+    fast_tasks: parking_lot::Mutex<std::collections::HashSet<tokio::task::Id>>,
 }
 
 impl RequestHandler for TestHandler {
@@ -64,7 +66,12 @@ impl RequestHandler for TestHandler {
                             .with_body(vec![b'x'; kib as usize * 1024]),
                     );
                 }
-                FAST => "fast".to_string(),
+                FAST => {
+                    if let Some(id) = tokio::task::try_id() {
+                        self.fast_tasks.lock().insert(id);
+                    }
+                    "fast".to_string()
+                }
                 CALLBACK => {
                     let ask = RemotingCommand::new_request(PING_CLIENT, ExtFields::new());
                     match conn.request(ask, T).await {
@@ -193,6 +200,37 @@ async fn slow_request_does_not_block_fast_one() {
         nope.remark.as_deref(),
         Some("request type 77 not supported")
     );
+}
+
+#[tokio::test]
+async fn requests_that_do_not_wait_are_handled_on_the_reader_and_answered_in_one_write() {
+    let (addr, h, _stop) = start(NetConfig::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // 200 requests in one write: each handled on the connection's reader task (no task of its
+    // own), the responses of one read written together, in request order.
+    s.write_all(&encode_all((0..200).map(|_| req(FAST)), 1))
+        .await
+        .unwrap();
+    let got = read_frames(&mut s, 200).await;
+    let opaques: Vec<i32> = got.iter().map(|r| r.opaque).collect();
+    assert_eq!(opaques, (1..=200).collect::<Vec<_>>());
+    assert!(got.iter().all(|r| r.remark.as_deref() == Some("fast")));
+    assert_eq!(
+        h.fast_tasks.lock().len(),
+        1,
+        "FAST requests ran on several tasks"
+    );
+    // A request that waits goes on in a task of its own; the ones after it are not held up.
+    let mut batch = encode_all([slow(300)], 1000);
+    batch.extend_from_slice(&encode_all((0..10).map(|_| req(FAST)), 1001));
+    s.write_all(&batch).await.unwrap();
+    let first = read_frames(&mut s, 10).await;
+    assert!(
+        first.iter().all(|r| r.opaque > 1000),
+        "the SLOW one came first"
+    );
+    let last = read_frames(&mut s, 1).await;
+    assert_eq!(last[0].opaque, 1000);
 }
 
 #[tokio::test]
@@ -628,9 +666,9 @@ async fn peer_that_never_reads_is_closed_and_stops_being_read() {
 
 /// The worst latency of 20 sequential FAST requests on one connection while another connection
 /// floods CPU-bound requests (4,000 of 300 µs, 1.2 s of work).
-async fn latency_beside_a_cpu_flood(start_window: usize) -> Duration {
+async fn latency_beside_a_cpu_flood(inline_burst: usize) -> Duration {
     let config = NetConfig {
-        start_window,
+        inline_burst,
         ..NetConfig::default()
     };
     let (addr, h, _stop) = start(config).await;
