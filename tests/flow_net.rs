@@ -37,8 +37,8 @@ const BODY: usize = 1024;
 const RSS_BOUND_MIB: u64 = 64;
 /// Bound on the well-behaved client's send p99 during a flood: `wait_time_ms_in_send_queue`, past
 /// which a broker answers SYSTEM_BUSY, so a flood never pushes another connection's sends into
-/// that. Measured 9-12 ms (debug build, 2 shared cores under load); without the start window 4096
-/// queued tasks of a flood put it at 120-330 ms.
+/// that. Measured 9-12 ms (debug build, 2 shared cores under load); without a bound on the work a
+/// flooding connection does in a row (then 4096 queued tasks, now `inline_burst`) it was 120-330 ms.
 const P99_BOUND: Duration = Duration::from_millis(200);
 /// Longest a flood scenario may take before the test gives up.
 const FLOOD_LIMIT: Duration = Duration::from_secs(90);
