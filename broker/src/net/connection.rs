@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use super::write_side::{Direct, WriteSide};
+use super::write_side::{Direct, Out, Outbound, WriteSide};
 use tokio::time::Instant;
 
 use super::config::NetConfig;
@@ -26,18 +26,6 @@ use super::error::NetError;
 use crate::protocol::{RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
-
-/// What is queued for the writer, with the room it holds under the queued-bytes bound.
-pub(crate) struct Outbound {
-    pub(super) what: Out,
-    pub(super) room: u32,
-}
-
-pub(crate) enum Out {
-    Cmd(RemotingCommand),
-    /// The rest of frames a direct write could not finish.
-    Bytes(bytes::Bytes),
-}
 
 /// Estimated encoded size of `cmd`: length words, a JSON header of typical shape, remark, ext fields
 /// and body. Cheap (no encoding); used only for the queued-bytes bound.
@@ -171,8 +159,13 @@ impl Connection {
         if self.is_closed() {
             return Err(NetError::ConnectionClosed);
         }
-        match self.write.write_direct(self, cmds) {
+        match self.write.write_direct(cmds) {
             Direct::Done => Ok(()),
+            Direct::Failed(e) => {
+                tracing::debug!(conn = self.id, error = %e, "write failed");
+                self.close();
+                Err(NetError::ConnectionClosed)
+            }
             Direct::Queue(cmds) => {
                 for cmd in cmds {
                     let room = self.take_room(&cmd).await?;
@@ -205,8 +198,14 @@ impl Connection {
         }
         cmd.flag = (cmd.flag | FLAG_ONEWAY) & !FLAG_RESPONSE;
         cmd.opaque = self.next_opaque();
-        let Direct::Queue(mut cmds) = self.write.write_direct(self, vec![cmd]) else {
-            return Ok(());
+        let mut cmds = match self.write.write_direct(vec![cmd]) {
+            Direct::Done => return Ok(()),
+            Direct::Failed(e) => {
+                tracing::debug!(conn = self.id, error = %e, "write failed");
+                self.close();
+                return Err(NetError::ConnectionClosed);
+            }
+            Direct::Queue(cmds) => cmds,
         };
         let Some(cmd) = cmds.pop() else {
             return Ok(());

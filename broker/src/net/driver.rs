@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,16 +24,16 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::config::NetConfig;
-use super::connection::{Connection, Outbound};
+use super::connection::Connection;
 use super::error::NetError;
 use super::handler::RequestHandler;
-use super::write_side::write_loop;
+use super::write_side::{gather, Outbound};
 use crate::protocol::{FrameCodec, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
 
 /// Runs a connection until the peer closes it, an error occurs, it idles out, `close()` is called or
@@ -283,4 +284,111 @@ impl Fixup {
         resp.serialize_type = self.serialize_type;
         resp
     }
+}
+
+/// Writes all of `chunks` with vectored writes; fails with `PeerNotReading` (closing the
+/// connection) when the peer accepts no byte for `stall`.
+async fn write_all_or_stall(
+    conn: &Connection,
+    stream: &TcpStream,
+    chunks: &[Bytes],
+    stall: Option<Duration>,
+) -> Result<(), NetError> {
+    const MAX_IOV: usize = 64;
+    let (mut i, mut off) = (0usize, 0usize);
+    while i < chunks.len() {
+        if chunks[i].len() == off {
+            i += 1;
+            off = 0;
+            continue;
+        }
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&chunks[i][off..])
+            .chain(chunks[i + 1..].iter().map(|c| &c[..]))
+            .take(MAX_IOV)
+            .map(IoSlice::new)
+            .collect();
+        let mut n = match stream.try_write_vectored(&slices) {
+            Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let ready = stream.writable();
+                match stall {
+                    Some(stall) => tokio::time::timeout(stall, ready)
+                        .await
+                        .map_err(|_| conn.peer_not_reading(stall))??,
+                    None => ready.await?,
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        while n > 0 {
+            let left = chunks[i].len() - off;
+            if n < left {
+                off += n;
+                n = 0;
+            } else {
+                n -= left;
+                i += 1;
+                off = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The writer task: writes what is queued (everything queued at once in one go, up to
+/// [`NetConfig::write_coalesce_bytes`]) until the connection closes.
+pub(super) async fn write_loop(
+    conn: Arc<Connection>,
+    half: Arc<OwnedWriteHalf>,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    config: NetConfig,
+) {
+    let mut closed = conn.closed.subscribe();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let stall = config.write_stall_timeout;
+    let stream: &TcpStream = half.as_ref().as_ref();
+    loop {
+        let first = tokio::select! {
+            biased;
+            c = rx.recv() => match c {
+                Some(c) => c,
+                None => break,
+            },
+            _ = closed.wait_for(|c| *c) => break,
+        };
+        // Room this batch holds under the queued-bytes bound, given back once it is written.
+        let mut room = first.room as usize;
+        gather(first.what, &mut buf, &mut chunks, &config);
+        let mut queued = buf.len() + chunks.iter().map(Bytes::len).sum::<usize>();
+        while queued < config.write_coalesce_bytes {
+            match rx.try_recv() {
+                Ok(c) => {
+                    room += c.room as usize;
+                    gather(c.what, &mut buf, &mut chunks, &config);
+                    queued = buf.len() + chunks.iter().map(Bytes::len).sum::<usize>();
+                }
+                Err(_) => break,
+            }
+        }
+        if !buf.is_empty() {
+            chunks.push(buf.split().freeze());
+        }
+        let result = write_all_or_stall(&conn, stream, &chunks, stall).await;
+        chunks.clear();
+        conn.room.add_permits(room);
+        if buf.capacity() > 4 * 1024 * 1024 {
+            buf = BytesMut::with_capacity(64 * 1024);
+        }
+        if let Err(e) = result {
+            tracing::debug!(conn = conn.id, error = %e, "write failed");
+            conn.close();
+            break;
+        }
+        conn.write_side().release_if_empty(&rx);
+    }
+    conn.write_side().detach();
+    // Dropping the last handle of the write half shuts its direction down.
 }

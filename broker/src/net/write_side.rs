@@ -7,16 +7,13 @@
 //! queue is empty (then it hands it back: `busy` false). Frames never interleave: a direct write
 //! happens only while the writer is idle, under the same lock the queueing side takes.
 //!
-//! The writer gathers what is queued into one vectored write; small frames are encoded into one
-//! buffer, bodies above [`NetConfig::write_copy_threshold`] and zero-copy parts are written from
-//! their own buffers. Room under [`NetConfig::max_queued_response_bytes`] held by what it wrote is
-//! given back after each write; a peer that accepts no byte for
-//! [`NetConfig::write_stall_timeout`] is closed (and logged).
+//! The writer task itself is in [`super::driver`]; [`gather`] lays out what it takes: small frames
+//! encoded into one buffer, bodies above [`NetConfig::write_copy_threshold`] and zero-copy parts
+//! written from their own buffers, all in one vectored write.
 
 use std::cell::RefCell;
 use std::io::IoSlice;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -25,9 +22,19 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::config::NetConfig;
-use super::connection::{Connection, Out, Outbound};
-use super::error::NetError;
 use crate::protocol::{response, RemotingCommand};
+
+/// What is queued for the writer, with the room it holds under the queued-bytes bound.
+pub(crate) struct Outbound {
+    pub(super) what: Out,
+    pub(super) room: u32,
+}
+
+pub(crate) enum Out {
+    Cmd(RemotingCommand),
+    /// The rest of frames a direct write could not finish.
+    Bytes(Bytes),
+}
 
 /// The write half and whether the writer task owns it.
 #[derive(Default)]
@@ -45,9 +52,10 @@ pub(super) struct WriteSide {
 
 /// What a direct write did with a frame.
 pub(super) enum Direct {
-    /// Written whole, or handed to the writer (what the socket did not take); or dropped because
-    /// the connection failed (it is closing).
+    /// Written whole, or handed to the writer (what the socket did not take).
     Done,
+    /// The socket failed (or the writer is gone): the connection must close.
+    Failed(std::io::Error),
     /// The writer is busy (or not running): queue it, with room.
     Queue(Vec<RemotingCommand>),
 }
@@ -88,7 +96,7 @@ impl WriteSide {
     }
 
     /// The writer wrote everything it took: it gives the socket back if nothing more is queued.
-    fn release_if_empty(&self, rx: &mpsc::UnboundedReceiver<Outbound>) -> bool {
+    pub(super) fn release_if_empty(&self, rx: &mpsc::UnboundedReceiver<Outbound>) -> bool {
         let mut st = self.state.lock();
         if rx.is_empty() {
             st.busy = false;
@@ -101,7 +109,7 @@ impl WriteSide {
     /// Writes `cmds` as one `writev` when the writer is idle. What the socket does not take goes
     /// to the writer (without room: at most one such remainder exists, since everything after it
     /// is queued with room until the writer is idle again).
-    pub(super) fn write_direct(&self, conn: &Connection, cmds: Vec<RemotingCommand>) -> Direct {
+    pub(super) fn write_direct(&self, cmds: Vec<RemotingCommand>) -> Direct {
         let mut st = self.state.lock();
         let Some(half) = st.half.as_ref().filter(|_| !st.busy) else {
             return Direct::Queue(cmds);
@@ -142,22 +150,17 @@ impl WriteSide {
             Ok((n < total).then(|| remainder(&parts, &buf, n)))
         });
         match rest {
-            Ok(None) => {}
+            Ok(None) => Direct::Done,
             Ok(Some(rest)) => {
                 st.busy = true;
                 let what = Out::Bytes(rest);
-                if self.tx.send(Outbound { what, room: 0 }).is_err() {
-                    drop(st);
-                    conn.close();
+                match self.tx.send(Outbound { what, room: 0 }) {
+                    Ok(()) => Direct::Done,
+                    Err(_) => Direct::Failed(std::io::ErrorKind::BrokenPipe.into()),
                 }
             }
-            Err(e) => {
-                drop(st);
-                tracing::debug!(conn = conn.id, error = %e, "write failed");
-                conn.close();
-            }
+            Err(e) => Direct::Failed(e),
         }
-        Direct::Done
     }
 }
 
@@ -241,7 +244,7 @@ fn encodable<'a>(cmd: &'a RemotingCommand, buf: &mut BytesMut) -> Option<Cmd<'a>
 }
 
 /// Appends `o` to the writer's batch: small frames into `buf`, large and raw parts as their own.
-fn gather(o: Out, buf: &mut BytesMut, chunks: &mut Vec<Bytes>, config: &NetConfig) {
+pub(super) fn gather(o: Out, buf: &mut BytesMut, chunks: &mut Vec<Bytes>, config: &NetConfig) {
     match o {
         Out::Bytes(b) => {
             if !buf.is_empty() {
@@ -261,111 +264,4 @@ fn gather(o: Out, buf: &mut BytesMut, chunks: &mut Vec<Bytes>, config: &NetConfi
             }
         }
     }
-}
-
-/// Writes all of `chunks` with vectored writes; fails with `PeerNotReading` (closing the
-/// connection) when the peer accepts no byte for `stall`.
-async fn write_all_or_stall(
-    conn: &Connection,
-    stream: &TcpStream,
-    chunks: &[Bytes],
-    stall: Option<Duration>,
-) -> Result<(), NetError> {
-    const MAX_IOV: usize = 64;
-    let (mut i, mut off) = (0usize, 0usize);
-    while i < chunks.len() {
-        if chunks[i].len() == off {
-            i += 1;
-            off = 0;
-            continue;
-        }
-        let slices: Vec<IoSlice<'_>> = std::iter::once(&chunks[i][off..])
-            .chain(chunks[i + 1..].iter().map(|c| &c[..]))
-            .take(MAX_IOV)
-            .map(IoSlice::new)
-            .collect();
-        let mut n = match stream.try_write_vectored(&slices) {
-            Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let ready = stream.writable();
-                match stall {
-                    Some(stall) => tokio::time::timeout(stall, ready)
-                        .await
-                        .map_err(|_| conn.peer_not_reading(stall))??,
-                    None => ready.await?,
-                }
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        while n > 0 {
-            let left = chunks[i].len() - off;
-            if n < left {
-                off += n;
-                n = 0;
-            } else {
-                n -= left;
-                i += 1;
-                off = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The writer task: writes what is queued (everything queued at once in one go, up to
-/// [`NetConfig::write_coalesce_bytes`]) until the connection closes.
-pub(super) async fn write_loop(
-    conn: Arc<Connection>,
-    half: Arc<OwnedWriteHalf>,
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
-    config: NetConfig,
-) {
-    let mut closed = conn.closed.subscribe();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let stall = config.write_stall_timeout;
-    let stream: &TcpStream = half.as_ref().as_ref();
-    loop {
-        let first = tokio::select! {
-            biased;
-            c = rx.recv() => match c {
-                Some(c) => c,
-                None => break,
-            },
-            _ = closed.wait_for(|c| *c) => break,
-        };
-        // Room this batch holds under the queued-bytes bound, given back once it is written.
-        let mut room = first.room as usize;
-        gather(first.what, &mut buf, &mut chunks, &config);
-        let mut queued = buf.len() + chunks.iter().map(Bytes::len).sum::<usize>();
-        while queued < config.write_coalesce_bytes {
-            match rx.try_recv() {
-                Ok(c) => {
-                    room += c.room as usize;
-                    gather(c.what, &mut buf, &mut chunks, &config);
-                    queued = buf.len() + chunks.iter().map(Bytes::len).sum::<usize>();
-                }
-                Err(_) => break,
-            }
-        }
-        if !buf.is_empty() {
-            chunks.push(buf.split().freeze());
-        }
-        let result = write_all_or_stall(&conn, stream, &chunks, stall).await;
-        chunks.clear();
-        conn.room.add_permits(room);
-        if buf.capacity() > 4 * 1024 * 1024 {
-            buf = BytesMut::with_capacity(64 * 1024);
-        }
-        if let Err(e) = result {
-            tracing::debug!(conn = conn.id, error = %e, "write failed");
-            conn.close();
-            break;
-        }
-        conn.write_side().release_if_empty(&rx);
-    }
-    conn.write_side().detach();
-    // Dropping the last handle of the write half shuts its direction down.
 }
