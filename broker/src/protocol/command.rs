@@ -15,6 +15,7 @@ use super::codes::{response, LanguageCode};
 use super::error::CommandError;
 use super::ext_fields::ExtFields;
 use super::frame::{FrameCodec, RawFrame};
+use super::json_header::{self, put_int, write_json_str};
 
 /// Flag bit 0: the command is a response.
 pub const FLAG_RESPONSE: i32 = 1;
@@ -145,7 +146,8 @@ impl RemotingCommand {
 
     /// Appends the frame's length words and header to `dst`; the caller must write `self.body` right after.
     pub fn encode_header(&self, dst: &mut BytesMut) -> Result<(), CommandError> {
-        dst.reserve(96 + self.ext_fields.len() * 32);
+        let remark = self.remark.as_ref().map_or(0, String::len);
+        dst.reserve(160 + remark + self.ext_fields.text_len() + self.ext_fields.len() * 8);
         let start = FrameCodec::begin(dst);
         match self.serialize_type {
             SerializeType::Json => encode_json(self, dst),
@@ -207,6 +209,25 @@ impl<'de> Deserialize<'de> for LanguageField {
 }
 
 fn decode_json(header: &[u8]) -> Result<RemotingCommand, CommandError> {
+    if let Some(h) = json_header::decode(header) {
+        return Ok(RemotingCommand {
+            code: h.code,
+            language: h.language,
+            version: h.version,
+            opaque: h.opaque,
+            flag: h.flag,
+            remark: h.remark,
+            ext_fields: h.ext_fields,
+            body: Bytes::new(),
+            serialize_type: SerializeType::Json,
+            received_at: None,
+        });
+    }
+    decode_json_serde(header)
+}
+
+/// The general JSON decoder: everything the fast path leaves (unusual shapes, malformed input).
+pub(super) fn decode_json_serde(header: &[u8]) -> Result<RemotingCommand, CommandError> {
     let h: JsonHeader = serde_json::from_slice(header)?;
     Ok(RemotingCommand {
         code: h.code,
@@ -220,54 +241,6 @@ fn decode_json(header: &[u8]) -> Result<RemotingCommand, CommandError> {
         serialize_type: SerializeType::Json,
         received_at: None,
     })
-}
-
-/// Writes `s` as a JSON string literal (with quotes).
-pub(crate) fn write_json_str(dst: &mut BytesMut, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    dst.put_u8(b'"');
-    let bytes = s.as_bytes();
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        dst.put_slice(&bytes[run..i]);
-        run = i + 1;
-        if esc.is_empty() {
-            dst.put_slice(b"\\u00");
-            dst.put_u8(HEX[(b >> 4) as usize]);
-            dst.put_u8(HEX[(b & 0xf) as usize]);
-        } else {
-            dst.put_slice(esc);
-        }
-    }
-    dst.put_slice(&bytes[run..]);
-    dst.put_u8(b'"');
-}
-
-fn put_int(dst: &mut BytesMut, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut n = v.unsigned_abs();
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        dst.put_u8(b'-');
-    }
-    dst.put_slice(&buf[i..]);
 }
 
 fn encode_json(cmd: &RemotingCommand, dst: &mut BytesMut) {
@@ -287,13 +260,24 @@ fn encode_json(cmd: &RemotingCommand, dst: &mut BytesMut) {
         None => dst.put_slice(b"null"),
     }
     dst.put_slice(b",\"extFields\":{");
+    // One look at all the text for characters to escape (responses have none): without any, each field is
+    // copied as is.
+    let plain = !json_header::needs_escape(cmd.ext_fields.text());
     for (i, (k, v)) in cmd.ext_fields.iter().enumerate() {
         if i > 0 {
             dst.put_u8(b',');
         }
-        write_json_str(dst, k);
-        dst.put_u8(b':');
-        write_json_str(dst, v);
+        if plain {
+            dst.put_u8(b'"');
+            dst.put_slice(k.as_bytes());
+            dst.put_slice(b"\":\"");
+            dst.put_slice(v.as_bytes());
+            dst.put_u8(b'"');
+        } else {
+            write_json_str(dst, k);
+            dst.put_u8(b':');
+            write_json_str(dst, v);
+        }
     }
     dst.put_slice(b"},\"serializeTypeCurrentRPC\":\"JSON\"}");
 }
@@ -330,6 +314,20 @@ impl<'a> Reader<'a> {
     fn str(&mut self, n: usize, what: &'static str) -> Result<&'a str, CommandError> {
         std::str::from_utf8(self.take(n, what)?).map_err(|_| CommandError::Binary(what))
     }
+    /// As [`Reader::str`], sliced from `text` (the whole buffer, when it is valid UTF-8) without checking again.
+    fn str_of(
+        &mut self,
+        text: Option<&'a str>,
+        n: usize,
+        what: &'static str,
+    ) -> Result<&'a str, CommandError> {
+        let start = self.pos;
+        let bytes = self.take(n, what)?;
+        match text.and_then(|t| t.get(start..self.pos)) {
+            Some(s) => Ok(s),
+            None => std::str::from_utf8(bytes).map_err(|_| CommandError::Binary(what)),
+        }
+    }
 }
 
 fn decode_binary(header: &[u8]) -> Result<RemotingCommand, CommandError> {
@@ -352,13 +350,21 @@ fn decode_binary(header: &[u8]) -> Result<RemotingCommand, CommandError> {
         buf: r.take(ext_len, "extFields")?,
         pos: 0,
     };
-    let mut ext_fields = ExtFields::new();
+    // Key and value text is never longer than the extFields block.
+    let mut ext_fields = ExtFields::with_text_capacity(ext_len, 16);
+    // One UTF-8 check for the block (its length words are ASCII bytes unless a key or value is 128 bytes or
+    // longer); fields are checked one by one only when it fails.
+    let text = std::str::from_utf8(ext.buf).ok();
     while ext.pos < ext.buf.len() {
         let klen = ext.i16("extField key length")? as u16 as usize;
-        let k = ext.str(klen, "extField key")?;
+        let k = ext.str_of(text, klen, "extField key")?;
         let vlen = ext.len32("extField value length")?;
-        let v = ext.str(vlen, "extField value")?;
-        ext_fields.insert(k, v);
+        let v = ext.str_of(text, vlen, "extField value")?;
+        let key_start = ext_fields.text_len();
+        ext_fields.text_mut().push_str(k);
+        let val_start = ext_fields.text_len();
+        ext_fields.text_mut().push_str(v);
+        ext_fields.push_written(key_start, val_start);
     }
     Ok(RemotingCommand {
         code,

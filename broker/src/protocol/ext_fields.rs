@@ -72,7 +72,7 @@ impl ExtFields {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        self.entries.iter().position(|e| self.slice(e.key) == key)
+        find(self.arena.as_bytes(), &self.entries, key.as_bytes())
     }
 
     /// The raw value of `key`.
@@ -95,6 +95,43 @@ impl ExtFields {
         // Writing into a String cannot fail.
         let _ = write!(self.arena, "{v}");
         (start, self.arena.len() as u32)
+    }
+
+    /// An empty map with room for `text` bytes of keys and values and `fields` fields.
+    pub(super) fn with_text_capacity(text: usize, fields: usize) -> Self {
+        Self {
+            arena: String::with_capacity(text),
+            entries: Vec::with_capacity(fields),
+        }
+    }
+
+    /// Bytes of key and value text held (an upper bound of what the fields need when encoded).
+    pub(super) fn text_len(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// All key and value text held (with the old values of replaced fields).
+    pub(super) fn text(&self) -> &str {
+        &self.arena
+    }
+
+    /// The text arena, for a decoder to write a field's key and then its value straight into it;
+    /// [`ExtFields::push_written`] then records the field.
+    pub(super) fn text_mut(&mut self) -> &mut String {
+        &mut self.arena
+    }
+
+    /// Records the field whose key is the arena text `key_start..val_start` and whose value is the text from
+    /// `val_start` to the arena's end (as written through [`ExtFields::text_mut`]). An existing key gets the new
+    /// value in place.
+    pub(super) fn push_written(&mut self, key_start: usize, val_start: usize) {
+        let key = (key_start as u32, val_start as u32);
+        let val = (val_start as u32, self.arena.len() as u32);
+        let bytes = self.arena.as_bytes();
+        match find(bytes, &self.entries, &bytes[key_start..val_start]) {
+            Some(i) => self.entries[i].val = val,
+            None => self.entries.push(Entry { key, val }),
+        }
     }
 
     fn set_value(&mut self, key: &str, val: (u32, u32)) {
@@ -182,6 +219,20 @@ impl ExtFields {
     }
 }
 
+/// The index of the entry whose key is `key`. Length and first byte are compared before the rest: most keys
+/// differ in one of them (V2 send headers' keys are single letters), so a lookup rarely calls `memcmp`.
+fn find(arena: &[u8], entries: &[Entry], key: &[u8]) -> Option<usize> {
+    let len = key.len() as u32;
+    let Some(&first) = key.first() else {
+        return entries.iter().position(|e| e.key.0 == e.key.1);
+    };
+    entries.iter().position(|e| {
+        e.key.1 - e.key.0 == len
+            && arena[e.key.0 as usize] == first
+            && &arena[e.key.0 as usize..e.key.1 as usize] == key
+    })
+}
+
 fn invalid(field: &'static str, value: &str, expected: &'static str) -> HeaderError {
     // Bound the echoed value: it goes into a remark sent back to the peer.
     let value: String = value.chars().take(64).collect();
@@ -230,22 +281,12 @@ impl<'de> Visitor<'de> for MapVisitor {
             if map.next_key_seed(TextSeed(&mut m.arena, false))?.is_none() {
                 break;
             }
-            let key = (key_start as u32, m.arena.len() as u32);
             let val_start = m.arena.len();
             let present = map.next_value_seed(TextSeed(&mut m.arena, true))?;
             if !present {
                 continue; // null value: treat the field as absent
             }
-            let val = (val_start as u32, m.arena.len() as u32);
-            let key_str = &m.arena[key.0 as usize..key.1 as usize];
-            match m
-                .entries
-                .iter()
-                .position(|e| &m.arena[e.key.0 as usize..e.key.1 as usize] == key_str)
-            {
-                Some(i) => m.entries[i].val = val,
-                None => m.entries.push(Entry { key, val }),
-            }
+            m.push_written(key_start, val_start);
         }
         Ok(m)
     }
@@ -369,6 +410,14 @@ mod tests {
         assert!(m.remove("a"));
         assert!(!m.remove("a"));
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![("b", "2")]);
+        m.insert("", "e1");
+        m.insert("c", "x");
+        m.insert("", "e2");
+        assert_eq!(m.get(""), Some("e2"));
+        assert_eq!(
+            m.iter().collect::<Vec<_>>(),
+            vec![("b", "2"), ("", "e2"), ("c", "x")]
+        );
         let d: ExtFields = serde_json::from_str(r#"{"k":"1","k":"2"}"#).unwrap();
         assert_eq!(d.iter().collect::<Vec<_>>(), vec![("k", "2")]);
     }

@@ -9,8 +9,11 @@ pub mod command;
 pub mod error;
 pub mod ext_fields;
 pub mod frame;
+#[cfg(test)]
+mod header_props;
 pub mod headers;
 pub mod heartbeat;
+mod json_header;
 pub mod message_id;
 pub mod properties;
 pub mod route;
