@@ -1,8 +1,9 @@
 //! Store benchmark (a binary that prints figures; not a timed test).
 //!
 //! Measures, in one run on the same disk: raw sequential buffered write bandwidth and the raw
-//! `fdatasync` rate, then `MessageStore::put` throughput and latency for 128 B and 1 KiB
-//! messages with 1, 4 and 16 concurrent writers under `async` and `sync` flush.
+//! `fdatasync` rate, then `MessageStore::put` throughput (also counted until every put is
+//! dispatched: in its consume queue and the index) and latency for 128 B and 1 KiB messages
+//! with 1, 4 and 16 concurrent writers under `async` and `sync` flush.
 //!
 //! `WASMQ_BENCH_SECS` (default 2) bounds each case; `WASMQ_BENCH_DIR` picks the disk (default:
 //! the system temp dir); `WASMQ_BENCH_FLUSH=sync|async` runs one flush mode only;
@@ -69,6 +70,8 @@ struct Case {
     size: usize,
     writers: usize,
     msgs_per_sec: f64,
+    /// Puts per second counted until they were all dispatched too (consume queue + index).
+    dispatched_per_sec: f64,
     mb_per_sec: f64,
     p50_us: f64,
     p99_us: f64,
@@ -97,6 +100,11 @@ fn run_case(mode: FlushMode, size: usize, writers: usize) -> Case {
             .ok()
             .map(|v| v == "1" || v == "true"),
         cleanup_interval_ms: 3_600_000,
+        // Production-like file sizes (the test sizes would roll a consume-queue file every
+        // 1024 messages and an index file every 4096 keys: file creation would dominate).
+        consume_queue_entries_per_file: 300_000,
+        index_slots: 1 << 20,
+        index_entries: 4 << 20,
         ..StoreConfig::for_tests(dir.path().join("store"))
     };
     let host: SocketAddr = "127.0.0.1:10911".parse().expect("addr");
@@ -156,6 +164,9 @@ fn run_case(mode: FlushMode, size: usize, writers: usize) -> Case {
         lat.extend(l);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // Until every put is also in its consume queue and the index (readable by a pull).
+    rt.block_on(store.wait_dispatched(Duration::from_secs(120)));
+    let dispatched = started.elapsed().as_secs_f64();
     let fs = store.flush_stats();
     lat.sort_unstable();
     let rec = size + 60 + 60; // header + topic + properties (approximate on-disk record)
@@ -164,6 +175,7 @@ fn run_case(mode: FlushMode, size: usize, writers: usize) -> Case {
         size,
         writers,
         msgs_per_sec: total as f64 / elapsed,
+        dispatched_per_sec: total as f64 / dispatched,
         mb_per_sec: total as f64 * rec as f64 / elapsed / 1e6,
         p50_us: pct(&lat, 0.50),
         p99_us: pct(&lat, 0.99),
@@ -187,8 +199,17 @@ fn main() {
     println!("raw 1 KiB write+fdatasync: {fsyncs:.0} /s (one writer)");
     println!();
     println!(
-        "{:<6} {:>6} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>10}",
-        "flush", "size", "writers", "msgs/s", "MB/s", "p50 us", "p99 us", "p999 us", "per fsync"
+        "{:<6} {:>6} {:>8} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "flush",
+        "size",
+        "writers",
+        "msgs/s",
+        "dispatched/s",
+        "MB/s",
+        "p50 us",
+        "p99 us",
+        "p999 us",
+        "per fsync"
     );
     let mut cases = Vec::new();
     // `WASMQ_BENCH_FLUSH=sync|async` runs one mode only.
@@ -201,11 +222,12 @@ fn main() {
             for writers in [1usize, 4, 16] {
                 let c = run_case(mode, size, writers);
                 println!(
-                    "{:<6} {:>6} {:>8} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10}",
+                    "{:<6} {:>6} {:>8} {:>12.0} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10}",
                     format!("{:?}", c.mode).to_lowercase(),
                     c.size,
                     c.writers,
                     c.msgs_per_sec,
+                    c.dispatched_per_sec,
                     c.mb_per_sec,
                     c.p50_us,
                     c.p99_us,

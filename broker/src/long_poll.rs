@@ -1,6 +1,6 @@
 //! Long polling: pulls that find nothing wait here until the dispatcher reports new entries on
-//! their queue (or their timeout passes). The dispatcher thread calls
-//! [`PullHold::on_arrival`] directly; waiters are tokio tasks.
+//! their queue (or their timeout passes). Dispatch (the appender's thread, or the dispatcher
+//! thread) calls [`PullHold::on_arrival`] directly; waiters are tokio tasks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,8 +10,9 @@ use tokio::sync::Notify;
 
 use crate::store::ArrivalListener;
 
-/// One notifier per (topic, queue id).
-type Waiters = HashMap<(Arc<str>, i32), Arc<Notify>>;
+/// One notifier per queue: by topic, then queue id (looked up by `&str`, no key built per
+/// arrival).
+type Waiters = HashMap<Arc<str>, HashMap<i32, Arc<Notify>>>;
 
 #[derive(Default)]
 pub struct PullHold {
@@ -23,21 +24,25 @@ impl PullHold {
     /// so an arrival between the check and the wait is not missed.
     pub fn notifier(&self, topic: &str, queue_id: i32) -> Arc<Notify> {
         let mut q = self.queues.lock();
-        if let Some(n) = q.get(&(Arc::<str>::from(topic), queue_id)) {
+        if let Some(n) = q.get(topic).and_then(|t| t.get(&queue_id)) {
             return n.clone();
         }
         let n = Arc::new(Notify::new());
-        q.insert((topic.into(), queue_id), n.clone());
+        q.entry(topic.into())
+            .or_default()
+            .insert(queue_id, n.clone());
         n
     }
 }
 
 impl ArrivalListener for PullHold {
+    /// Wakes the pulls held on the queue; a queue nobody ever waited on costs a map lookup.
     fn on_arrival(&self, topic: &str, queue_id: i32, _max_offset: u64) {
         let n = self
             .queues
             .lock()
-            .get(&(Arc::<str>::from(topic), queue_id))
+            .get(topic)
+            .and_then(|t| t.get(&queue_id))
             .cloned();
         if let Some(n) = n {
             n.notify_waiters();

@@ -1,55 +1,66 @@
 //! A wake-up signal between threads: one side says "there is work" (or "stop"), a worker
 //! thread sleeps until then or a timeout. Notifications coalesce: many `notify` calls before
-//! the worker wakes are one wake-up. The appender uses it to wake the dispatcher, the store's
-//! housekeeping thread and the filter-bits thread wait on one for work or shutdown.
+//! the worker wakes are one wake-up, and a `notify` that finds a wake-up already pending is one
+//! atomic swap (no lock, no syscall). The dispatcher, the store's housekeeping thread and the
+//! filter-bits thread wait on one for work or shutdown.
 //!
 //! (The flusher keeps its own condition: it also counts appends to size group commits.)
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
 #[derive(Default)]
-struct State {
-    pending: bool,
-    shutdown: bool,
-}
-
-#[derive(Default)]
 pub struct Signal {
-    state: Mutex<State>,
+    /// A notification not yet consumed by a wait.
+    pending: AtomicBool,
+    /// Guarded by `lock` (the condition variable's mutex).
+    shutdown: AtomicBool,
+    lock: Mutex<()>,
     cv: Condvar,
 }
 
 impl Signal {
-    /// There is work: wakes the waiter (a no-op while a wake-up is already pending).
+    /// There is work: wakes the waiter (a lock-free no-op while a wake-up is already pending).
     pub fn notify(&self) {
-        let mut s = self.state.lock();
-        if !s.pending {
-            s.pending = true;
-            self.cv.notify_all();
+        if self.pending.swap(true, Ordering::AcqRel) {
+            return;
         }
+        // Taking the lock orders this with a waiter between its check and its sleep.
+        let _g = self.lock.lock();
+        self.cv.notify_all();
     }
 
     /// Stop: every present and future wait returns false at once.
     pub fn shutdown(&self) {
-        self.state.lock().shutdown = true;
+        let _g = self.lock.lock();
+        self.shutdown.store(true, Ordering::Release);
         self.cv.notify_all();
     }
 
+    /// A notification is waiting to be consumed (tests).
+    #[cfg(test)]
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     pub fn is_shut_down(&self) -> bool {
-        self.state.lock().shutdown
+        self.shutdown.load(Ordering::Acquire)
     }
 
     /// Waits for a notification or the timeout and consumes the notification; false once
     /// shut down.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let mut s = self.state.lock();
-        if !s.pending && !s.shutdown {
-            self.cv.wait_for(&mut s, timeout);
+        if !self.pending.swap(false, Ordering::AcqRel) && !self.is_shut_down() {
+            let mut g = self.lock.lock();
+            if !self.pending.load(Ordering::Acquire) && !self.is_shut_down() {
+                self.cv.wait_for(&mut g, timeout);
+            }
+            drop(g);
+            self.pending.store(false, Ordering::Release);
         }
-        s.pending = false;
-        !s.shutdown
+        !self.is_shut_down()
     }
 }
 

@@ -7,6 +7,7 @@
 //! keep at most [`MAX_BITS`] offsets per queue and expression (older ones are dropped).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -163,6 +164,10 @@ impl MessageFilter for Covered {
 pub struct FilterBits {
     tables: RwLock<HashMap<Key, Arc<Mutex<Bits>>>>,
     wake: Signal,
+    /// Some plugin-expression subscription has a table: arrivals wake the thread. Without one
+    /// an arrival is a load of this flag (the thread still learns of new subscriptions from
+    /// [`notify`](FilterBits::notify) and its periodic pass).
+    armed: AtomicBool,
 }
 
 impl FilterBits {
@@ -186,16 +191,24 @@ impl FilterBits {
         if let Some(t) = self.tables.read().get(key) {
             return t.clone();
         }
-        self.tables
-            .write()
+        let mut tables = self.tables.write();
+        self.armed.store(true, Ordering::Release);
+        tables
             .entry(key.clone())
             .or_insert_with(|| Arc::new(Mutex::new(Bits::new(start()))))
             .clone()
     }
 
+    /// Whether arrivals wake the thread (some table exists).
+    pub fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Acquire)
+    }
+
     /// Drops the tables of expressions nobody subscribes to any more.
     pub fn retain(&self, active: &[Key]) {
-        self.tables.write().retain(|k, _| active.contains(k));
+        let mut t = self.tables.write();
+        t.retain(|k, _| active.contains(k));
+        self.armed.store(!t.is_empty(), Ordering::Release);
     }
 
     pub fn stop(&self) {
@@ -224,7 +237,9 @@ impl FilterBits {
 
 impl ArrivalListener for FilterBits {
     fn on_arrival(&self, _topic: &str, _queue_id: i32, _max_offset: u64) {
-        self.notify();
+        if self.is_armed() {
+            self.notify();
+        }
     }
 }
 
@@ -261,6 +276,30 @@ mod tests {
         assert!(b.snapshot(0, 10).is_none());
         let c = b.snapshot(MAX_BITS, 4).unwrap();
         assert!(c.by_offset(MAX_BITS) && !c.by_offset(MAX_BITS + 1));
+    }
+
+    #[test]
+    fn arrivals_wake_the_thread_only_while_a_table_exists() {
+        let fb = FilterBits::default();
+        let key = Key {
+            topic: "T".into(),
+            queue_id: 0,
+            ty: "SQL92".into(),
+            expression: "a > 1".into(),
+        };
+        fb.on_arrival("T", 0, 1);
+        assert!(!fb.wake.is_pending(), "no subscription: no wake-up");
+        fb.table(&key, || 0);
+        fb.on_arrival("T", 0, 2);
+        assert!(fb.wake.is_pending(), "a table: arrivals wake the thread");
+        assert!(fb.wait(std::time::Duration::ZERO) && !fb.wake.is_pending());
+        fb.retain(&[]);
+        fb.on_arrival("T", 0, 3);
+        assert!(!fb.wake.is_pending(), "subscription gone: no wake-up");
+        fb.table(&key, || 0);
+        fb.retain(std::slice::from_ref(&key));
+        fb.on_arrival("T", 0, 4);
+        assert!(fb.wake.is_pending(), "still subscribed: armed");
     }
 
     #[test]

@@ -5,8 +5,18 @@
 //! Consume-queue entries are placed by the queue offset stored in the record, so dispatching a
 //! record twice (re-dispatch after a crash) is a no-op: recovery restarts dispatch from the
 //! checkpoint's durable point without creating duplicates.
+//!
+//! Who dispatches: under async flush the appender itself, right after its append
+//! ([`Dispatcher::dispatch_inline`]): no wake-up of another thread per message, and a pull sees
+//! the message as soon as the put returns. One dispatcher at a time (a lock tried, never
+//! waited for by an appender): an appender that finds another dispatching leaves a mark, and
+//! the one dispatching makes another pass for it (combining), so concurrent appenders share
+//! passes. Under sync flush (only durable records are dispatched) and for a slave's replicated
+//! bytes, the dispatcher thread does it, woken once per flush / replicated chunk. The thread
+//! also flushes consume queues and index every interval, and catches up whatever an appender
+//! left to it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +68,9 @@ impl ArrivalListener for ArrivalListeners {
     }
 }
 
+/// Passes one appender makes at most in [`Dispatcher::dispatch_inline`].
+const INLINE_PASSES: usize = 4;
+
 pub struct Dispatcher {
     log: Arc<CommitLog>,
     queues: Arc<ConsumeQueues>,
@@ -67,6 +80,12 @@ pub struct Dispatcher {
     next: AtomicU64,
     /// Every record below this offset has durable consume-queue and index entries.
     durable: AtomicU64,
+    /// One dispatch pass at a time (held across a pass; appenders only try it).
+    running: Mutex<()>,
+    /// Set by an appender after publishing records: a pass must start after it.
+    wanted: AtomicBool,
+    /// Where the last flush found `next` (a flush with nothing dispatched since is skipped).
+    flushed_at: AtomicU64,
     progress: watch::Sender<u64>,
     /// Woken by the appender (and after flushes).
     pub signal: crate::wake::Signal,
@@ -99,6 +118,9 @@ impl Dispatcher {
             listener: RwLock::new(None),
             next: AtomicU64::new(from),
             durable: AtomicU64::new(from),
+            running: Mutex::new(()),
+            wanted: AtomicBool::new(false),
+            flushed_at: AtomicU64::new(u64::MAX),
             progress: watch::channel(from).0,
             signal: crate::wake::Signal::default(),
             lost: Mutex::new(Vec::new()),
@@ -126,8 +148,49 @@ impl Dispatcher {
         reached
     }
 
+    /// Dispatches everything published so far, from the appender's thread, unless another
+    /// thread is dispatching: then that one makes one more pass for it. Passes at most
+    /// [`INLINE_PASSES`] times (appenders that keep coming do not hold one caller forever);
+    /// what is left then goes to the dispatcher thread.
+    pub fn dispatch_inline(&self) {
+        self.wanted.store(true, Ordering::SeqCst);
+        // Pairs with the fence after unlocking below: either this `try_lock` sees the lock
+        // free or the holder sees `wanted` (no pass lost between them).
+        fence(Ordering::SeqCst);
+        let mut passes = 0;
+        loop {
+            let Some(guard) = self.running.try_lock() else {
+                // The holder checks `wanted` after its pass (and again after unlocking).
+                return;
+            };
+            while self.wanted.swap(false, Ordering::SeqCst) {
+                if passes == INLINE_PASSES {
+                    drop(guard);
+                    self.wanted.store(true, Ordering::SeqCst);
+                    self.signal.notify();
+                    return;
+                }
+                self.dispatch_pass();
+                passes += 1;
+            }
+            drop(guard);
+            fence(Ordering::SeqCst);
+            // An appender that failed `try_lock` after our last check left its mark.
+            if !self.wanted.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
     /// Dispatches everything published so far. Returns the number of records dispatched.
     pub fn dispatch_available(&self) -> usize {
+        let _running = self.running.lock();
+        self.wanted.store(false, Ordering::SeqCst);
+        self.dispatch_pass()
+    }
+
+    /// One pass to the end of the published log (the caller holds `running`).
+    fn dispatch_pass(&self) -> usize {
         // A log that starts later (a slave's copy of a master whose first segments are gone)
         // is dispatched from its first record.
         let mut pos = self.dispatched().max(self.log.min_offset());
@@ -290,16 +353,38 @@ impl Dispatcher {
         Ok(n)
     }
 
-    /// Flushes consume queues and index, then advances the durable point.
+    /// Flushes consume queues and index, then advances the durable point. Nothing to do when
+    /// nothing was dispatched since the last flush. No pass runs meanwhile (the files flushed
+    /// match the durable point exactly); appenders that came meanwhile are served after.
     pub fn flush(&self) -> std::io::Result<()> {
-        let upto = self.dispatched();
-        self.queues.flush()?;
-        self.index.flush()?;
-        self.durable.fetch_max(upto, Ordering::AcqRel);
-        Ok(())
+        {
+            let _running = self.running.lock();
+            let upto = self.dispatched();
+            if self.flushed_at.load(Ordering::Acquire) != upto {
+                self.queues.flush()?;
+                self.index.flush()?;
+                self.durable.fetch_max(upto, Ordering::AcqRel);
+                self.flushed_at.store(upto, Ordering::Release);
+            }
+        }
+        // Pairs with the fence in `dispatch_inline`: an appender that found the lock held.
+        fence(Ordering::SeqCst);
+        if self.wanted.load(Ordering::SeqCst) {
+            self.dispatch_available();
+        }
+        // The index's slot table, when due: one `fdatasync`, outside the lock.
+        self.index.sync_slots()
     }
 
-    /// The loop: dispatch on every signal; flush dispatched structures every `flush_every`.
+    /// [`flush`](Self::flush), and the index's slots too (close).
+    pub fn flush_all(&self) -> std::io::Result<()> {
+        self.flush()?;
+        let _running = self.running.lock();
+        self.index.sync_all()
+    }
+
+    /// The loop: dispatch on every signal (and every `flush_every`, for whatever an appender
+    /// left); flush dispatched structures every `flush_every`.
     pub fn run(&self, flush_every: Duration) {
         let mut last_flush = Instant::now();
         loop {

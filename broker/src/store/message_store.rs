@@ -308,8 +308,8 @@ impl MessageStore {
         PutResult { status, appended }
     }
 
-    /// The append half of a put: writes the records and wakes flusher and dispatcher, without
-    /// waiting for durability.
+    /// The append half of a put: writes the records, wakes the flusher (sync flush) and, under
+    /// async flush, dispatches them on this thread, without waiting for durability.
     pub fn append(
         &self,
         msgs: &[MessageInput<'_>],
@@ -365,10 +365,11 @@ impl MessageStore {
             }
         }
         inner.flusher.request();
-        if inner.config.flush_mode == FlushMode::Async {
-            inner.dispatcher.signal.notify();
-        }
         inner.appended(inner.log.max_offset());
+        if inner.config.flush_mode == FlushMode::Async {
+            // On this thread: no wake-up of the dispatcher per append (see `dispatch`).
+            inner.dispatcher.dispatch_inline();
+        }
         Ok(appended)
     }
 
@@ -403,6 +404,7 @@ impl MessageStore {
         inner.log.append_replica(offset, data)?;
         inner.flusher.request();
         if inner.config.flush_mode == FlushMode::Async {
+            // One wake-up per replicated chunk (many records): dispatched off the link's task.
             inner.dispatcher.signal.notify();
         }
         inner.appended(inner.log.max_offset());
@@ -617,7 +619,7 @@ impl MessageStore {
         }
         inner.log.flush().at(inner.log.dir())?;
         inner.dispatcher.dispatch_available();
-        inner.dispatcher.flush().at(&inner.config.dir)?;
+        inner.dispatcher.flush_all().at(&inner.config.dir)?;
         inner.write_checkpoint()?;
         let abort = inner.config.dir.join("abort");
         std::fs::remove_file(&abort).at(&abort)?;
