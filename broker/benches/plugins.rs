@@ -1,5 +1,13 @@
 //! Filter plugin figures, side by side in one run:
 //!
+//! 0. Per-call costs (issue 13's targets): the fixed cost of one plugin call (the `MOD` filter
+//!    over a batch of 1 minus one message's share of a batch of 256), through the host
+//!    (`LoadedFilter::evaluate`) and straight through wasmtime (one store kept, typed call, no
+//!    pool, no stats: the floor), with a list-free call (`abi-version`) and an empty batch for
+//!    where the fixed cost goes; SQL92 ns per message at batch 256 in wasm vs the same crate's
+//!    code natively, over one batch encoded beforehand; and what `hash-router` adds to a single
+//!    send (registry lookup, encoding the message as `routing::route` does, `route`) vs the
+//!    lookup alone that a send without a router makes.
 //! 1. SQL92 evaluation in wasm (the shipped `sql92-filter`, one call per batch through the
 //!    host) vs the same crate's code natively (SDK decoder + lookup + `wasmq-sql92`), same
 //!    expressions and encoded batches, batch sizes 1, 32, 256: ns per message and the ratio.
@@ -13,7 +21,9 @@
 //!
 //! `WASMQ_BENCH_SMOKE=1` shrinks every case (CI runs it that way; its figures are not
 //! meaningful). Run: `cargo bench -p wasmq-broker --bench plugins` (`WASMQ_BENCH_ONLY=simple`: only
-//! the simple-filter cost per message).
+//! the simple-filter cost per message; `=calls`: only the per-call costs; `=fixed` / `=raw`:
+//! 5 s of one-message calls through the host / straight through wasmtime, for `perf record`,
+//! `WASMQ_BENCH_PERFMAP=1` naming the wasm functions of the latter).
 
 mod support;
 
@@ -146,6 +156,241 @@ fn simple_filter_cost() {
         let goal = if batch == 128 { "  (goal <= 300)" } else { "" };
         println!("{batch:>6} {ns:>11.1}{goal}");
     }
+}
+
+/// Median over 5 rounds of the ns per operation of `op` (`ops` operations a round, each round
+/// also cut at 1 s).
+fn ns_per_op(ops: usize, mut op: impl FnMut()) -> f64 {
+    let ops = if smoke() { (ops / 50).max(1) } else { ops };
+    let mut rounds: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let mut done = 0;
+            while done < ops && (done % 64 != 0 || t.elapsed() < Duration::from_secs(1)) {
+                op();
+                done += 1;
+            }
+            t.elapsed().as_nanos() as f64 / done as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[2]
+}
+
+/// The `MOD` plugin called straight through wasmtime, with none of the host's call path
+/// (one store kept, deadline armed once, no pool, no stats): the floor a host call can reach.
+/// Returns ns per call at batch 1 and at batch 256.
+fn raw_mod_calls(one: &BatchEncoder, full: &BatchEncoder) -> (f64, f64) {
+    use wasmtime::component::{Linker, Val};
+    // The plugin engine's settings; `WASMQ_BENCH_PERFMAP=1` also writes /tmp/perf-<pid>.map so
+    // `perf report` names the wasm functions.
+    let mut c = wasmtime::Config::new();
+    c.wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(wasmq::plugin::engine::MAX_WASM_STACK);
+    if support::flag("WASMQ_BENCH_PERFMAP") {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    let engine = wasmtime::Engine::new(&c).unwrap();
+    let wasm = std::fs::read(shipped::path("modulo")).expect("modulo.wasm is built by build.rs");
+    let component = wasmtime::component::Component::new(&engine, &wasm).unwrap();
+    let mut linker: Linker<()> = Linker::new(&engine);
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let mut store = wasmtime::Store::new(&engine, ());
+    store.set_epoch_deadline(1 << 40);
+    store.epoch_deadline_trap();
+    let inst = linker.instantiate(&mut store, &component).unwrap();
+    let iface = inst
+        .get_export_index(&mut store, None, "wasmq:plugin/filter@0.1.0")
+        .unwrap();
+    let func = |store: &mut wasmtime::Store<()>, name: &str| {
+        let i = inst
+            .get_export_index(&mut *store, Some(&iface), name)
+            .unwrap();
+        (inst.get_func(&mut *store, i).unwrap(), i)
+    };
+    let (configure, _) = func(&mut store, "configure");
+    let config = Val::List(vec![Val::Tuple(vec![
+        Val::String("divisor".into()),
+        Val::String("3".into()),
+    ])]);
+    let mut out = [Val::Bool(false)];
+    configure.call(&mut store, &[config], &mut out).unwrap();
+    let (compile, _) = func(&mut store, "compile");
+    compile
+        .call(
+            &mut store,
+            &[Val::String("MOD".into()), Val::String("n".into())],
+            &mut out,
+        )
+        .unwrap();
+    let Val::Result(Ok(Some(c))) = &out[0] else {
+        panic!("compile: {:?}", out[0])
+    };
+    let Val::Record(fields) = &**c else {
+        panic!("compile: {c:?}")
+    };
+    let handle = fields
+        .iter()
+        .find_map(|(n, v)| match (n.as_str(), v) {
+            ("handle", Val::U32(h)) => Some(*h),
+            _ => None,
+        })
+        .unwrap();
+    let (_, i) = func(&mut store, "evaluate");
+    let evaluate = inst
+        .get_typed_func::<(u32, &[u8]), (Vec<u8>,)>(&mut store, &i)
+        .unwrap();
+    // Where a call's fixed cost goes: a call with no list in or out, then an empty batch.
+    let (_, i) = func(&mut store, "abi-version");
+    let abi = inst.get_typed_func::<(), (u32,)>(&mut store, &i).unwrap();
+    let t_abi = ns_per_op(400_000, || {
+        std::hint::black_box(abi.call(&mut store, ()).unwrap());
+    });
+    let mut call = |batch: &BatchEncoder| {
+        let (bits,) = evaluate.call(&mut store, (handle, batch.bytes())).unwrap();
+        assert_eq!(bits.len(), batch.count().div_ceil(8));
+        std::hint::black_box(bits);
+    };
+    let empty = BatchEncoder::new();
+    let t_empty = ns_per_op(400_000, || call(&empty));
+    println!(
+        "  raw wasmtime: abi-version() {t_abi:.1} ns, evaluate of an empty batch {t_empty:.1} ns"
+    );
+    if std::env::var("WASMQ_BENCH_ONLY").as_deref() == Ok("raw") {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            call(one);
+        }
+    }
+    let t1 = ns_per_op(400_000, || call(one));
+    let t256 = ns_per_op(4_000, || call(full));
+    (t1, t256)
+}
+
+/// Calls of a `MOD` batch of one message through the host for 5 s (for a profiler).
+fn fixed_cost_loop() {
+    let reg = Registry::open(None, registry::DEFAULT_MAX_MODULE_BYTES).unwrap();
+    let wasm = std::fs::read(shipped::path("modulo")).expect("modulo.wasm is built by build.rs");
+    reg.load("modulo", &wasm, vec![("divisor".into(), "3".into())])
+        .unwrap();
+    let f = reg.for_type("MOD").unwrap();
+    let mut one = BatchEncoder::new();
+    fill(&mut one, &[props(3)], 0, 1);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        for _ in 0..1000 {
+            std::hint::black_box(f.evaluate("MOD", "n", &one).unwrap());
+        }
+    }
+}
+
+/// Issue 13's figures side by side in one run: the fixed cost of one plugin call (a `MOD`
+/// batch of 1 minus one message's share of a batch of 256, through the host and straight
+/// through wasmtime), SQL92 at batch 256 in wasm vs the same code built natively, and what a
+/// router adds to a single send (encoding the one message as `routing::route` does, plus
+/// `LoadedRouter::route`; without a router the send path does neither).
+fn call_costs() {
+    println!("== per-call costs (medians of 5 rounds; batches encoded once, outside the timing)");
+    let all: Vec<String> = (0..256).map(props).collect();
+    let (mut one, mut full) = (BatchEncoder::new(), BatchEncoder::new());
+    fill(&mut one, &all, 0, 1);
+    fill(&mut full, &all, 0, 256);
+
+    // Fixed cost per call.
+    let reg = Registry::open(None, registry::DEFAULT_MAX_MODULE_BYTES).unwrap();
+    let wasm = std::fs::read(shipped::path("modulo")).expect("modulo.wasm is built by build.rs");
+    reg.load("modulo", &wasm, vec![("divisor".into(), "3".into())])
+        .unwrap();
+    let f = reg.for_type("MOD").unwrap();
+    f.compile("MOD", "n").unwrap();
+    let host = |batch: &BatchEncoder| {
+        let bits = f.evaluate("MOD", "n", batch).unwrap();
+        assert_eq!(bits.len(), batch.count().div_ceil(8));
+        std::hint::black_box(bits);
+    };
+    let h1 = ns_per_op(400_000, || host(&one));
+    let h256 = ns_per_op(4_000, || host(&full));
+    let (r1, r256) = raw_mod_calls(&one, &full);
+    // A call of one message is the fixed cost plus one message.
+    let fixed = |t1: f64, t256: f64| t1 - (t256 - t1) / 255.0;
+    println!(
+        "{:<52} {:>10} {:>10} {:>10}",
+        "MOD filter (n % 3 == 0)", "batch 1", "batch 256", "fixed/call"
+    );
+    println!(
+        "{:<52} {:>10.1} {:>10.1} {:>10.1}",
+        "  raw wasmtime call (store kept, no host path), ns",
+        r1,
+        r256,
+        fixed(r1, r256)
+    );
+    println!(
+        "{:<52} {:>10.1} {:>10.1} {:>10.1}   (target <= 300)",
+        "  host call (LoadedFilter::evaluate), ns",
+        h1,
+        h256,
+        fixed(h1, h256)
+    );
+    println!(
+        "  host path over the raw call: {:.1} ns per call",
+        fixed(h1, h256) - fixed(r1, r256)
+    );
+
+    // SQL92 at batch 256: wasm through the host vs the same crate's code natively.
+    reg.load("sql92-filter", shipped::SQL92_FILTER, vec![])
+        .unwrap();
+    let sql = reg.for_type("SQL92").unwrap();
+    println!(
+        "{:<58} {:>11} {:>11} {:>7}",
+        "SQL92 at batch 256, ns/msg", "native", "wasm", "ratio"
+    );
+    for expr in EXPRS {
+        let native = wasmq_sql92::compile(expr).unwrap();
+        sql.compile("SQL92", expr).unwrap();
+        let n = ns_per_op(4_000, || {
+            let mut hits = 0usize;
+            for m in wasmq_plugin_sdk::Batch::new(full.bytes()).unwrap() {
+                hits += native.matches(&sql92_filter::Properties(&m.unwrap())) as usize;
+            }
+            std::hint::black_box(hits);
+        }) / 256.0;
+        let w = ns_per_op(4_000, || {
+            std::hint::black_box(sql.evaluate("SQL92", expr, &full).unwrap());
+        }) / 256.0;
+        println!(
+            "  {expr:<56} {n:>11.1} {w:>11.1} {:>6.2}x   (target <= 1.50x)",
+            w / n
+        );
+    }
+
+    // A router on single sends.
+    let wasm = std::fs::read(shipped::path("hash-router")).unwrap();
+    reg.load("hash-router", &wasm, vec![]).unwrap();
+    reg.bind(wasmq::plugin::PluginKind::Router, "Bench", "hash-router")
+        .unwrap();
+    let router = reg.router_for("Bench").unwrap();
+    let mut enc = BatchEncoder::new();
+    let mut i = 0usize;
+    let without = ns_per_op(400_000, || {
+        // What the send path does without a router: looks for one.
+        std::hint::black_box(reg.router_for("Other"));
+    });
+    let with = ns_per_op(400_000, || {
+        let r = reg.router_for("Bench").unwrap();
+        enc.clear();
+        let p = &all[i % 256];
+        i += 1;
+        enc.push(0, 1_700_000_000_000, b"Bench", p.as_bytes(), b"");
+        let v = r.route(8, &enc).unwrap();
+        assert_eq!(v.len(), 1);
+        std::hint::black_box(v);
+    });
+    drop(router);
+    println!(
+        "router on a single send, ns: without {without:.1}, with hash-router {with:.1} (lookup + encode + route), added {:.1}   (target <= 1000)",
+        with - without
+    );
 }
 
 /// 32 messages from `offset` of the one queue, filtered by `expr` of type `ty`.
@@ -342,6 +587,28 @@ fn main() {
         simple_filter_cost();
         return;
     }
+    // `WASMQ_BENCH_ONLY=calls`: only the per-call figures (issue 13's targets).
+    if std::env::var("WASMQ_BENCH_ONLY").as_deref() == Ok("calls") {
+        call_costs();
+        return;
+    }
+    // `WASMQ_BENCH_ONLY=fixed`: host calls of one message for 5 s, nothing printed (a loop to
+    // profile the per-call path under `perf record`).
+    if std::env::var("WASMQ_BENCH_ONLY").as_deref() == Ok("fixed") {
+        fixed_cost_loop();
+        return;
+    }
+    // `WASMQ_BENCH_ONLY=raw`: the same straight through wasmtime (with
+    // `WASMQ_BENCH_PERFMAP=1` for the wasm functions' names).
+    if std::env::var("WASMQ_BENCH_ONLY").as_deref() == Ok("raw") {
+        let all = [props(3)];
+        let (mut one, mut full) = (BatchEncoder::new(), BatchEncoder::new());
+        fill(&mut one, &all, 0, 1);
+        fill(&mut full, &all, 0, 256);
+        raw_mod_calls(&one, &full);
+        return;
+    }
+    call_costs();
     wasm_vs_native();
     simple_filter_cost();
     over_the_wire();

@@ -1,6 +1,6 @@
 //! What every kind of plugin shares on the host side: the per-instance store with its memory
 //! cap and deadline, the link step that grants no WASI, the export check, call statistics and
-//! the failure accounting that ends in quarantine.
+//! the failure accounting that ends in quarantine. (Warm instances wait in [`super::pool`].)
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -179,48 +179,5 @@ impl Stats {
         } else {
             tracing::warn!(plugin = %name, version, %reason, "plugin call failed");
         }
-    }
-}
-
-/// Warm instances of one plugin version, taken for a call and given back after a successful
-/// one (an instance that failed may be in any state and is dropped instead).
-pub(super) struct Pool<W> {
-    idle: Mutex<Vec<W>>,
-    retired: AtomicBool,
-}
-
-impl<W> Default for Pool<W> {
-    fn default() -> Self {
-        Pool {
-            idle: Mutex::new(Vec::new()),
-            retired: AtomicBool::new(false),
-        }
-    }
-}
-
-impl<W> Pool<W> {
-    /// An idle instance, or a new one from `make`.
-    pub(super) fn take<E>(&self, make: impl FnOnce() -> Result<W, E>) -> Result<W, E> {
-        let idle = self.idle.lock().pop();
-        match idle {
-            Some(w) => Ok(w),
-            None => make(),
-        }
-    }
-
-    pub(super) fn give_back(&self, w: W) {
-        if !self.retired() {
-            self.idle.lock().push(w);
-        }
-    }
-
-    /// This version was replaced or unloaded: no instance is kept any more.
-    pub(super) fn retire(&self) {
-        self.retired.store(true, Ordering::Release);
-        self.idle.lock().clear();
-    }
-
-    pub(super) fn retired(&self) -> bool {
-        self.retired.load(Ordering::Acquire)
     }
 }

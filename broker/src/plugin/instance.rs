@@ -22,9 +22,10 @@ use wasmtime::{Engine, Store};
 
 use super::engine::PluginEngine;
 use super::error::{EvalError, PluginError};
-use super::guest::{self, GuestState, Pool, Stats};
+use super::guest::{self, GuestState, Stats};
 use super::limits::PluginLimits;
 use super::module::{Module, PluginKind};
+use super::pool::Pool;
 
 /// One WIT world a kind of plugin implements, as the host sees it.
 pub trait World: Sized + 'static {
@@ -129,7 +130,7 @@ impl<W: World> Versioned<W> {
         let (b, store) = w.armed();
         guest::check_abi(W::abi_version(b, store))?;
         let found = self_test(&mut w)?;
-        v.pool.give_back(w);
+        v.pool.give_back(Box::new(w));
         Ok((v, found))
     }
 

@@ -10,6 +10,7 @@
 //! | [`batch`] | the batch encoding messages cross the boundary in (one buffer per call) |
 //! | [`module`] | a module compiled and classified: its [`PluginKind`] by its exports |
 //! | [`guest`] | what every plugin kind shares: store limits, linking without WASI, stats, quarantine |
+//! | [`pool`] | warm instances of one version: the last one given back kept in a lock-free slot |
 //! | [`instance`] | the one instance path: load checks, warm pool, deadline, failure accounting |
 //! | [`expr_cache`] | a bounded LRU keyed by (expression type, expression), borrowed lookups |
 //! | [`filter`] | one loaded filter version: compiled handles per instance, batch evaluation |
@@ -34,6 +35,7 @@ pub mod guest;
 pub mod instance;
 pub mod limits;
 pub mod module;
+pub mod pool;
 pub mod registry;
 pub mod router;
 pub mod shipped;
