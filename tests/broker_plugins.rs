@@ -492,14 +492,21 @@ fn subscribed_expressions_are_evaluated_behind_dispatch_and_pulls_use_the_bits()
             sent += 100;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Let the thread catch up with everything sent.
+        // Let the thread catch up with everything sent: its counts unchanged for 0.5 s (a
+        // thread starved of CPU on a loaded 2-core machine can sit still for 50 ms mid-way).
         let (mut calls, mut evaluated) = plugin_counts(&c, "mod").await;
+        let mut still = 0;
         loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             let now = plugin_counts(&c, "mod").await;
             if now == (calls, evaluated) {
-                break;
+                still += 1;
+                if still == 5 {
+                    break;
+                }
+                continue;
             }
+            still = 0;
             (calls, evaluated) = now;
             assert!(Instant::now() < deadline + Duration::from_secs(10), "bits never settled");
         }
